@@ -1,0 +1,1 @@
+"""Sub-commands of ``zone``: each module here defines ``register(subparsers)``."""

@@ -1,0 +1,43 @@
+"""Arguments and loading shared by the sub-commands."""
+
+from __future__ import annotations
+
+from ..cli import default_state
+from ..errors import InputError
+from ..plan import Plan, compile_plan
+from ..state import Store
+from ..zone import load_zone
+
+
+def zone_arg(parser) -> None:
+    parser.add_argument("zone", metavar="ZONE", help="the zone file (YAML)")
+
+
+def pod_arg(parser) -> None:
+    parser.add_argument("--pod", metavar="P", help="only this pod")
+
+
+def json_arg(parser) -> None:
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def state_arg(parser) -> None:
+    parser.add_argument("--state", metavar="PATH",
+                        help="state database (default: state/zone.db beside the zone file)")
+
+
+def load_plan(args) -> Plan:
+    """The plan for ``args.zone``; an unknown ``--pod`` is bad input."""
+    plan = compile_plan(load_zone(args.zone))
+    pod = getattr(args, "pod", None)
+    if pod and pod not in plan.pods:
+        raise InputError(f"--pod {pod}: no such pod (pods: {', '.join(list(plan.pods)[:10])}"
+                         f"{', …' if len(plan.pods) > 10 else ''})")
+    return plan
+
+
+def open_store(args, plan: Plan | None = None) -> Store:
+    store = Store(args.state or default_state(args.zone))
+    if plan is not None:
+        store.seed(plan)
+    return store

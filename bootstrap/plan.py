@@ -1,0 +1,231 @@
+"""Compile a :class:`~bootstrap.zone.Zone` into a plan: every location's identity.
+
+The plan is pure data derived from the zone file alone, so two appliances (both
+ToRs of a pair) that hold the same zone file compute the same plan, bit for bit.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import struct
+from dataclasses import dataclass, field
+
+from .checks import attaches
+from .zone import Zone
+
+
+@dataclass(frozen=True, slots=True)
+class Subnet:
+    """One pod's (or the core's) subnet of one network."""
+
+    network: str
+    cidr: str
+    prefix: int
+    netmask: str
+    gateway: str
+    broadcast: str
+
+
+@dataclass(slots=True)
+class Node:
+    """The identity of one location: a switch, a server or a BMC."""
+
+    name: str
+    fqdn: str
+    kind: str                 # switch | server | bmc
+    role: str | None
+    pod: str | None           # None for core switches
+    pod_index: int            # 0 for the core
+    unit: int | None
+    network: str              # where its DHCP identity lives (mgmt, lom, provision)
+    addresses: dict           # network name → address text
+    links: tuple = ()         # ((switch node name, port text), …) it is cabled to
+    ztp: str | None = None
+    image: str | None = None
+    firmware: tuple = ()
+    groups: tuple = ()
+    peer: str | None = None   # a server's BMC, a BMC's server
+    switch_key: str | None = None
+    remote_id: str | None = None
+    circuit_id: str | None = None
+
+    @property
+    def address(self) -> str | None:
+        """The address its DHCP identity hands out."""
+        return self.addresses.get(self.network)
+
+    @property
+    def boot(self) -> str:
+        if self.ztp:
+            return f"ztp:{self.ztp}"
+        if self.image:
+            return f"image:{self.image}"
+        return "none"
+
+    def as_dict(self) -> dict:
+        return {
+            "name": self.name, "fqdn": self.fqdn, "kind": self.kind, "role": self.role,
+            "pod": self.pod, "pod_index": self.pod_index, "unit": self.unit,
+            "network": self.network, "address": self.address, "addresses": dict(self.addresses),
+            "links": [{"switch": s, "port": p} for s, p in self.links], "boot": self.boot,
+            "firmware": list(self.firmware), "groups": list(self.groups), "peer": self.peer,
+        }
+
+
+@dataclass
+class PodPlan:
+    name: str
+    index: int
+    nodes: list = field(default_factory=list)   # node names, plan order
+
+
+@dataclass
+class Plan:
+    zone: Zone
+    nodes: dict                    # name → Node, plan order
+    pods: dict                     # name → PodPlan
+    subnets: dict                  # (network, pod_index) → Subnet
+    by_address: dict               # address → Node
+
+    def subnet(self, node: Node, network: str | None = None) -> Subnet:
+        return self.subnets[(network or node.network, node.pod_index)]
+
+    def select(self, pod: str | None = None, kind: str | None = None):
+        """Nodes in plan order, optionally of one pod and one kind."""
+        names = self.pods[pod].nodes if pod else self.nodes
+        for name in names:
+            node = self.nodes[name]
+            if kind is None or node.kind == kind:
+                yield node
+
+    def servers(self, pod: str | None = None):
+        return self.select(pod, "server")
+
+
+def _ip(value: int) -> str:
+    return socket.inet_ntoa(struct.pack("!I", value))
+
+
+def _subnets(zone: Zone) -> dict:
+    out = {}
+    indexes = [0] + [pod.index for pod in zone.pods]
+    for net in zone.networks.values():
+        base, size = int(net.supernet.network_address), net.subnet_size
+        mask = _ip((0xFFFFFFFF << (32 - net.prefix)) & 0xFFFFFFFF)
+        for index in indexes:
+            first = base + index * size
+            out[(net.name, index)] = Subnet(
+                net.name, f"{_ip(first)}/{net.prefix}", net.prefix, mask,
+                _ip(first + zone.addressing.gateway), _ip(first + size - 1))
+    return out
+
+
+def _serving(zone: Zone, kind: str) -> list[str]:
+    return [n.name for n in zone.networks.values() if n.serves == kind]
+
+
+class _Compiler:
+    def __init__(self, zone: Zone):
+        self.zone = zone
+        self.nodes: dict[str, Node] = {}
+        self.pods: dict[str, PodPlan] = {}
+        self.switch_nets = _serving(zone, "switch")
+        self.bmc_nets = _serving(zone, "bmc")
+        self.server_nets = _serving(zone, "server")
+        self.bases = {n.name: (int(n.supernet.network_address), n.subnet_size)
+                      for n in zone.networks.values()}
+
+    def addr(self, networks, index: int, host: int) -> dict:
+        out = {}
+        for net in networks:
+            base, size = self.bases[net]
+            out[net] = _ip(base + index * size + host)
+        return out
+
+    def fqdn(self, name: str) -> str:
+        return f"{name}.{self.zone.domain}"
+
+    def add(self, node: Node, pod: PodPlan | None) -> None:
+        self.nodes[node.name] = node
+        if pod is not None:
+            pod.nodes.append(node.name)
+
+    def core(self) -> None:
+        a = self.zone.addressing
+        for k, spec in enumerate(self.zone.core.values()):
+            self.add(Node(spec.key, self.fqdn(spec.key), "switch", None, None, 0, None,
+                          (self.switch_nets or [None])[0],
+                          self.addr(self.zone.networks, 0, a.switches_from + k),
+                          switch_key=spec.key, remote_id=spec.remote_id,
+                          circuit_id=spec.circuit_id), None)
+
+    def pod(self, pod) -> None:
+        zone, a = self.zone, self.zone.addressing
+        plan = self.pods[pod.name] = PodPlan(pod.name, pod.index)
+        names = {key: f"{pod.name}-{key}" for key in zone.switches}
+        for k, spec in enumerate(zone.switches.values()):
+            role = zone.roles[spec.role]
+            up = spec.uplink_switch
+            links = ()
+            if up is not None:
+                port = spec.uplink_port.format(pod=pod.name, pod_index=pod.index)
+                links = ((names.get(up, up), port),)
+            rid = spec.remote_id.format(pod=pod.name, pod_index=pod.index) if spec.remote_id else None
+            self.add(Node(names[spec.key], self.fqdn(names[spec.key]), "switch", spec.role, pod.name,
+                          pod.index, None, (self.switch_nets or [None])[0],
+                          self.addr(zone.networks, pod.index, a.switches_from + k), links,
+                          ztp=role.ztp, image=role.image, firmware=role.firmware,
+                          groups=role.groups, switch_key=spec.key, remote_id=rid,
+                          circuit_id=spec.circuit_id), plan)
+        by_attach = {"server": [], "bmc": []}
+        for spec in zone.switches.values():
+            by_attach[attaches(spec)].append(spec)
+        for unit, role_name in pod.units.items():
+            self.unit(plan, pod, unit, zone.roles[role_name], names, by_attach)
+
+    def unit(self, plan, pod, unit, role, names, by_attach) -> None:
+        zone = self.zone
+        host = zone.addressing.units_from + unit
+        name = zone.naming.format(pod=pod.name, unit=unit, pod_index=pod.index)
+        bmc = f"{name}-bmc"
+        links = tuple((names[s.key], s.circuit_id.format(port=unit)) for s in by_attach["server"])
+        bmc_links = tuple((names[s.key], s.circuit_id.format(port=unit)) for s in by_attach["bmc"])
+        self.add(Node(name, self.fqdn(name), "server", role.name, pod.name, pod.index, unit,
+                      (self.server_nets or [None])[0],
+                      self.addr(self.server_nets, pod.index, host), links,
+                      image=role.image, firmware=role.firmware, groups=role.groups,
+                      peer=bmc), plan)
+        self.add(Node(bmc, self.fqdn(bmc), "bmc", role.name, pod.name, pod.index, unit,
+                      (self.bmc_nets or [None])[0], self.addr(self.bmc_nets, pod.index, host),
+                      bmc_links, firmware=role.firmware, peer=name), plan)
+
+
+def compile_plan(zone: Zone) -> Plan:
+    """Every location's identity, in a stable order: core, then pod by pod."""
+    c = _Compiler(zone)
+    c.core()
+    for pod in sorted(zone.pods, key=lambda p: p.index):
+        c.pod(pod)
+    by_address = {}
+    for node in c.nodes.values():
+        for address in node.addresses.values():
+            by_address.setdefault(address, node)
+    return Plan(zone, c.nodes, c.pods, _subnets(zone), by_address)
+
+
+def reverse_zones(plan: Plan) -> dict:
+    """Reverse zone name → network for every network, cut on octet boundaries."""
+    out = {}
+    for net in plan.zone.networks.values():
+        step = max(8, (net.supernet.prefixlen + 7) // 8 * 8)
+        step = min(step, 24)
+        for sub in net.supernet.subnets(new_prefix=step) if step > net.supernet.prefixlen \
+                else [net.supernet]:
+            octets = str(sub.network_address).split(".")[: step // 8]
+            out[".".join(reversed(octets)) + ".in-addr.arpa"] = net.name
+    return out
+
+
+def address_in(address: str, cidr: str) -> bool:
+    return ipaddress.IPv4Address(address) in ipaddress.IPv4Network(cidr)

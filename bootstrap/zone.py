@@ -1,0 +1,532 @@
+"""The zone model: parse → normalise → validate, every problem with its line.
+
+:func:`load_zone` is the only entry point; it returns a frozen :class:`Zone`
+or raises :class:`~bootstrap.errors.ZoneInvalid` listing every problem found.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import os
+import re
+import string
+from dataclasses import dataclass, field
+
+from .errors import Problem, ZoneInvalid
+from .schema import Reader, parse_units
+from .yamlsrc import SrcDict, load_text
+
+ZTP_KINDS = ("sonic", "onie", "cumulus", "arista")
+KINDS = ("switch", "server")
+# Which kind of node owns its identity on a network when the zone does not say.
+DEFAULT_SERVES = {"mgmt": "switch", "lom": "bmc"}
+SERVES = ("switch", "bmc", "server")
+
+TOP_KEYS = ("zone", "domain", "networks", "addressing", "controller", "dns", "ntp", "naming",
+            "images", "firmware", "credentials", "redfish", "roles", "pod_template", "core",
+            "pods", "dhcp", "up")
+TOP_REQUIRED = ("zone", "domain", "networks", "roles", "pod_template", "pods")
+_SECRET_KEY = re.compile(r"(^|_)(password|passwd|secret|token)$", re.IGNORECASE)
+_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+@dataclass(frozen=True)
+class Network:
+    name: str
+    supernet: ipaddress.IPv4Network
+    prefix: int
+    serves: str  # switch | bmc | server: whose identity lives on this network
+    vlan: int | None = None
+
+    @property
+    def subnet_count(self) -> int:
+        return 1 << (self.prefix - self.supernet.prefixlen)
+
+    @property
+    def subnet_size(self) -> int:
+        return 1 << (32 - self.prefix)
+
+    def subnet(self, index: int) -> ipaddress.IPv4Network:
+        base = int(self.supernet.network_address) + index * self.subnet_size
+        return ipaddress.IPv4Network((base, self.prefix))
+
+
+@dataclass(frozen=True)
+class Addressing:
+    gateway: int = 1
+    switches_from: int = 2
+    units_from: int = 10
+
+
+@dataclass(frozen=True)
+class Image:
+    name: str
+    kernel: str
+    initrd: str
+    cmdline: str = ""
+
+
+@dataclass(frozen=True)
+class Firmware:
+    name: str
+    component: str
+    version: str
+    image: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Role:
+    name: str
+    kind: str
+    ztp: str | None = None
+    image: str | None = None
+    firmware: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SwitchSpec:
+    """A switch of the pod template or of the core."""
+
+    key: str
+    role: str | None
+    remote_id: str | None
+    circuit_id: str
+    uplink_switch: str | None = None
+    uplink_port: str | None = None
+
+
+@dataclass(frozen=True)
+class Pod:
+    name: str
+    index: int
+    units: dict  # unit number → role name, after overrides
+
+
+@dataclass(frozen=True)
+class BmcCredentials:
+    username: str = "admin"
+    password_file: str | None = None
+    password_env: str | None = None
+
+
+@dataclass(frozen=True)
+class Redfish:
+    url: str = "https://{lom_address}"
+    system: str = "auto"
+    verify_tls: bool = True
+    ca_file: str | None = None
+
+
+@dataclass(frozen=True)
+class DhcpSettings:
+    lease_time: int = 3600
+    renew_time: int = 1800
+    rebind_time: int = 3150
+    trusted_relays: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class UpSettings:
+    min_ready: float = 0.75      # share of a pod's servers installed before Ansible runs
+    max_failed: float = 0.25     # share of a pod's hosts that may fail before the pod fails
+    power_on_per_second: float = 4.0
+
+
+@dataclass(frozen=True)
+class Zone:
+    name: str
+    domain: str
+    source: str
+    digest: str
+    networks: dict  # name → Network, file order
+    addressing: Addressing
+    controller_url: str
+    dns_upstreams: tuple[str, ...]
+    ntp: tuple[str, ...]
+    naming: str
+    images: dict
+    firmware: dict
+    roles: dict
+    switches: dict  # key → SwitchSpec, template order
+    core: dict      # key → SwitchSpec
+    pods: tuple[Pod, ...]
+    credentials: BmcCredentials = field(default_factory=BmcCredentials)
+    redfish: Redfish = field(default_factory=Redfish)
+    dhcp: DhcpSettings = field(default_factory=DhcpSettings)
+    up: UpSettings = field(default_factory=UpSettings)
+
+    @property
+    def base_dir(self) -> str:
+        return os.path.dirname(os.path.abspath(self.source))
+
+    def path(self, relative: str) -> str:
+        """A path named in the zone file, relative to the zone file's folder."""
+        return relative if os.path.isabs(relative) else os.path.join(self.base_dir, relative)
+
+
+def load_zone(path: str) -> Zone:
+    """Load, normalise and validate the zone file at ``path``."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        raise ZoneInvalid([Problem(str(path), 0, f"cannot read: {exc.strerror}")]) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ZoneInvalid([Problem(str(path), 0, "not UTF-8 text")]) from None
+    return build_zone(load_text(text, str(path)), str(path), hashlib.sha256(data).hexdigest())
+
+
+def parse_zone_text(text: str, filename: str = "<zone>") -> Zone:
+    return build_zone(load_text(text, filename), filename,
+                      hashlib.sha256(text.encode()).hexdigest())
+
+
+def build_zone(raw, filename: str, digest: str = "") -> Zone:
+    r = Reader(filename)
+    top = r.mapping(raw, 1, "zone file")
+    r.keys(top, "zone file", TOP_KEYS, TOP_REQUIRED)
+    _check_no_secrets(r, top)
+    b = _Builder(r, top)
+    zone = Zone(
+        name=b.name("zone"), domain=b.domain(), source=filename, digest=digest,
+        networks=b.networks(), addressing=b.addressing(), controller_url=b.controller(),
+        dns_upstreams=b.dns(), ntp=b.ntp(), naming=b.naming(), images=b.images(),
+        firmware=b.firmware(), roles={}, switches={}, core={}, pods=(),
+        credentials=b.credentials(), redfish=b.redfish(), dhcp=b.dhcp(), up=b.up())
+    roles = b.roles(zone)
+    switches, circuit = b.pod_switches(roles)
+    core = b.core(circuit, switches)
+    pods = b.pods(roles)
+    zone = _replace(zone, roles=roles, switches=switches, core=core, pods=pods)
+    from .checks import check_zone  # cross-object rules need the whole model
+
+    check_zone(r, zone, top)
+    if r.problems:
+        raise ZoneInvalid(r.problems)
+    return zone
+
+
+def _replace(zone: Zone, **changes) -> Zone:
+    import dataclasses
+
+    return dataclasses.replace(zone, **changes)
+
+
+def _check_no_secrets(r: Reader, node, where: str = "") -> None:
+    """A password in clear text anywhere in the zone file is an error."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            path = f"{where}.{key}" if where else str(key)
+            if isinstance(key, str) and _SECRET_KEY.search(key) and not isinstance(value, dict):
+                r.error(node.line_of(key), f"{path}: clear-text secret in the zone file; "
+                        f"use {key}_file or {key}_env")
+            _check_no_secrets(r, value, path)
+    elif isinstance(node, list):
+        for i, item in enumerate(node):
+            _check_no_secrets(r, item, f"{where}[{i}]")
+
+
+def template_fields(template: str) -> set[str]:
+    """The field names a ``str.format`` template uses; ValueError if malformed."""
+    return {f.split(".")[0].split("[")[0] for _, f, _, _ in string.Formatter().parse(template)
+            if f is not None}
+
+
+class _Builder:
+    """Normalises each top-level section; one method per section."""
+
+    def __init__(self, r: Reader, top: SrcDict):
+        self.r, self.top = r, top
+
+    def section(self, key: str) -> SrcDict:
+        return self.r.mapping(self.top.get(key), self.top.line_of(key), key)
+
+    def name(self, key: str) -> str:
+        value = self.r.text(self.top, key, "zone file", "") or ""
+        if key in self.top and not _NAME.match(value):
+            self.r.error(self.top.line_of(key), f"{key}: '{value}' is not a valid DNS label")
+        return value
+
+    def domain(self) -> str:
+        value = (self.r.text(self.top, "domain", "zone file", "") or "").rstrip(".")
+        labels = value.split(".")
+        if "domain" in self.top and not all(_NAME.match(label) for label in labels):
+            self.r.error(self.top.line_of("domain"), f"domain: '{value}' is not a valid domain")
+        return value
+
+    def networks(self) -> dict:
+        nets = self.section("networks")
+        out = {}
+        if "networks" in self.top and not nets:
+            self.r.error(nets.line, "networks: at least one network is needed")
+        for name, spec in nets.items():
+            spec = self.r.mapping(spec, nets.line_of(name), f"networks.{name}")
+            what = f"networks.{name}"
+            self.r.keys(spec, what, ("supernet", "prefix", "serves", "vlan"), ("supernet", "prefix"))
+            net = self._network(name, spec, what)
+            if net:
+                out[name] = net
+        return out
+
+    def _network(self, name, spec, what) -> Network | None:
+        try:
+            supernet = ipaddress.IPv4Network(str(spec.get("supernet")), strict=True)
+        except ValueError as exc:
+            if "supernet" in spec:
+                self.r.error(spec.line_of("supernet"), f"{what}.supernet: {exc}")
+            return None
+        prefix = self.r.integer(spec, "prefix", what, None, low=supernet.prefixlen, high=30)
+        serves = self.r.text(spec, "serves", what, DEFAULT_SERVES.get(name, "server"))
+        if serves not in SERVES:
+            self.r.error(spec.line_of("serves"), f"{what}.serves must be one of {', '.join(SERVES)}")
+        vlan = self.r.integer(spec, "vlan", what, None, low=1, high=4094)
+        if prefix is None:
+            return None
+        return Network(name, supernet, prefix, serves, vlan)
+
+    def addressing(self) -> Addressing:
+        d = self.section("addressing")
+        self.r.keys(d, "addressing", ("gateway", "switches_from", "units_from"))
+        return Addressing(
+            gateway=self.r.integer(d, "gateway", "addressing", 1, low=1),
+            switches_from=self.r.integer(d, "switches_from", "addressing", 2, low=1),
+            units_from=self.r.integer(d, "units_from", "addressing", 10, low=1))
+
+    def controller(self) -> str:
+        d = self.section("controller")
+        self.r.keys(d, "controller", ("url",))
+        url = self.r.text(d, "url", "controller", "http://127.0.0.1:8080") or ""
+        if not re.match(r"^https?://[^/\s]+", url):
+            self.r.error(d.line_of("url"), f"controller.url: '{url}' is not an http(s) URL")
+        return url.rstrip("/")
+
+    def _addresses(self, d: SrcDict, key: str, what: str) -> tuple:
+        values = self.r.text_list(d, key, what)
+        for i, value in enumerate(values):
+            try:
+                ipaddress.IPv4Address(value)
+            except ValueError:
+                self.r.error(d[key].line_of(i), f"{what}.{key}: '{value}' is not an IPv4 address")
+        return values
+
+    def dns(self) -> tuple:
+        d = self.section("dns")
+        self.r.keys(d, "dns", ("upstreams",))
+        return self._addresses(d, "upstreams", "dns")
+
+    def ntp(self) -> tuple:
+        wrapper = SrcDict(ntp=self.top.get("ntp"))
+        wrapper.line, wrapper.lines = self.top.line, {"ntp": self.top.line_of("ntp")}
+        return self._addresses(wrapper, "ntp", "zone file")
+
+    def naming(self) -> str:
+        naming = self.r.text(self.top, "naming", "zone file", "{pod}-u{unit:02d}")
+        try:
+            naming.format(pod="p01", unit=1, pod_index=1)
+            ok = "unit" in template_fields(naming)
+        except (ValueError, KeyError, IndexError, AttributeError):
+            ok = False
+        if not ok:
+            self.r.error(self.top.line_of("naming"),
+                         f"naming: '{naming}' must be a template with {{unit}} and "
+                         "only {pod}, {pod_index}, {unit}")
+        return naming
+
+    def _entries(self, key: str, allowed, required, make) -> dict:
+        section = self.section(key)
+        out = {}
+        for name, spec in section.items():
+            what = f"{key}.{name}"
+            spec = self.r.mapping(spec, section.line_of(name), what)
+            self.r.keys(spec, what, allowed, required)
+            out[name] = make(name, spec, what)
+        return out
+
+    def images(self) -> dict:
+        return self._entries("images", ("kernel", "initrd", "cmdline"), ("kernel", "initrd"),
+                             lambda n, s, w: Image(n, self.r.text(s, "kernel", w, ""),
+                                                   self.r.text(s, "initrd", w, ""),
+                                                   self.r.text(s, "cmdline", w, "")))
+
+    def firmware(self) -> dict:
+        def make(name, spec, what):
+            digest = (self.r.text(spec, "sha256", what, "") or "").lower()
+            if "sha256" in spec and not re.fullmatch(r"[0-9a-f]{64}", digest):
+                self.r.error(spec.line_of("sha256"), f"{what}.sha256 must be 64 hex digits")
+            return Firmware(name, self.r.text(spec, "component", what, ""),
+                            self.r.text(spec, "version", what, ""),
+                            self.r.text(spec, "image", what, ""), digest)
+
+        keys = ("component", "version", "image", "sha256")
+        return self._entries("firmware", keys, keys, make)
+
+    def credentials(self) -> BmcCredentials:
+        d = self.section("credentials")
+        self.r.keys(d, "credentials", ("bmc",))
+        bmc = self.r.mapping(d.get("bmc"), d.line_of("bmc"), "credentials.bmc")
+        self.r.keys(bmc, "credentials.bmc", ("username", "password_file", "password_env"))
+        return BmcCredentials(self.r.text(bmc, "username", "credentials.bmc", "admin"),
+                              self.r.text(bmc, "password_file", "credentials.bmc"),
+                              self.r.text(bmc, "password_env", "credentials.bmc"))
+
+    def redfish(self) -> Redfish:
+        d = self.section("redfish")
+        self.r.keys(d, "redfish", ("url", "system", "verify_tls", "ca_file"))
+        verify = d.get("verify_tls", True)
+        if not isinstance(verify, bool):
+            self.r.error(d.line_of("verify_tls"), "redfish.verify_tls must be true or false")
+            verify = True
+        return Redfish(self.r.text(d, "url", "redfish", Redfish.url),
+                       self.r.text(d, "system", "redfish", "auto"), verify,
+                       self.r.text(d, "ca_file", "redfish"))
+
+    def dhcp(self) -> DhcpSettings:
+        d = self.section("dhcp")
+        self.r.keys(d, "dhcp", ("lease_time", "renew_time", "rebind_time", "trusted_relays"))
+        lease = self.r.integer(d, "lease_time", "dhcp", 3600, low=60)
+        return DhcpSettings(
+            lease, self.r.integer(d, "renew_time", "dhcp", lease // 2, low=30, high=lease),
+            self.r.integer(d, "rebind_time", "dhcp", lease * 7 // 8, low=30, high=lease),
+            self._addresses(d, "trusted_relays", "dhcp"))
+
+    def up(self) -> UpSettings:
+        d = self.section("up")
+        self.r.keys(d, "up", ("min_ready", "max_failed", "power_on_per_second"))
+        return UpSettings(self.r.number(d, "min_ready", "up", 0.75, 0.0, 1.0),
+                          self.r.number(d, "max_failed", "up", 0.25, 0.0, 1.0),
+                          self.r.number(d, "power_on_per_second", "up", 4.0, 0.01, 10000))
+
+    def roles(self, zone: Zone) -> dict:
+        def make(name, spec, what):
+            kind = self.r.text(spec, "kind", what, "server")
+            if kind not in KINDS:
+                self.r.error(spec.line_of("kind"), f"{what}.kind must be switch or server")
+            ztp = self.r.text(spec, "ztp", what)
+            if ztp is not None and ztp not in ZTP_KINDS:
+                self.r.error(spec.line_of("ztp"), f"{what}.ztp: unknown ZTP kind '{ztp}' "
+                             f"(one of {', '.join(ZTP_KINDS)})")
+            image = self.r.text(spec, "image", what)
+            if image is not None and image not in zone.images:
+                self.r.error(spec.line_of("image"), f"{what}.image: no image '{image}' in images")
+            firmware = self.r.text_list(spec, "firmware", what)
+            for i, fw in enumerate(firmware):
+                if fw not in zone.firmware:
+                    self.r.error(spec["firmware"].line_of(i),
+                                 f"{what}.firmware: no firmware '{fw}' in firmware")
+            return Role(name, kind, ztp, image, firmware, self.r.text_list(spec, "groups", what))
+
+        return self._entries("roles", ("kind", "ztp", "image", "firmware", "groups"), ("kind",), make)
+
+    def _role_ref(self, roles, d: SrcDict, what: str, kind: str | None = None):
+        role = self.r.text(d, "role", what)
+        if role is None:
+            return None
+        if role not in roles:
+            hint = f" (roles: {', '.join(sorted(roles))})" if roles else ""
+            self.r.error(d.line_of("role"), f"{what}.role: no role '{role}'{hint}")
+        elif kind and roles[role].kind != kind:
+            self.r.error(d.line_of("role"), f"{what}.role: '{role}' is a {roles[role].kind}, "
+                         f"not a {kind}")
+        return role
+
+    def _circuit(self, d: SrcDict, key: str, what: str, default: str) -> str:
+        if key not in d:
+            return default  # inherited: its own line reports it if broken
+        template = self.r.text(d, key, what, default) or default
+        try:
+            ok = template_fields(template) == {"port"}
+            template.format(port=1)
+        except (ValueError, KeyError, IndexError):
+            ok = False
+        if not ok:
+            self.r.error(d.line_of(key), f"{what}.{key}: '{template}' must contain {{port}} "
+                         "and no other field")
+        return template
+
+    def pod_switches(self, roles) -> tuple[dict, str]:
+        tpl = self.section("pod_template")
+        self.r.keys(tpl, "pod_template", ("switches", "circuit_id", "units"), ("units",))
+        circuit = self._circuit(tpl, "circuit_id", "pod_template", "swp{port}")
+        sw = self.r.mapping(tpl.get("switches"), tpl.line_of("switches"), "pod_template.switches")
+        out = {}
+        for key, spec in sw.items():
+            what = f"pod_template.switches.{key}"
+            spec = self.r.mapping(spec, sw.line_of(key), what)
+            self.r.keys(spec, what, ("role", "remote_id", "uplink", "circuit_id"), ("role",))
+            up = self.r.mapping(spec.get("uplink"), spec.line_of("uplink"), f"{what}.uplink")
+            self.r.keys(up, f"{what}.uplink", ("switch", "port"), ("switch", "port") if up else ())
+            out[key] = SwitchSpec(key, self._role_ref(roles, spec, what, "switch"),
+                                  self.r.text(spec, "remote_id", what),
+                                  self._circuit(spec, "circuit_id", what, circuit),
+                                  self.r.text(up, "switch", f"{what}.uplink"),
+                                  self.r.text(up, "port", f"{what}.uplink"))
+        return out, circuit
+
+    def core(self, circuit: str, pod_switches: dict) -> dict:
+        section = self.section("core")
+        out = {}
+        for key, spec in section.items():
+            what = f"core.{key}"
+            spec = self.r.mapping(spec, section.line_of(key), what)
+            self.r.keys(spec, what, ("remote_id", "circuit_id"))
+            if key in pod_switches:
+                self.r.error(section.line_of(key), f"{what}: a pod switch has this name too")
+            out[key] = SwitchSpec(key, None, self.r.text(spec, "remote_id", what),
+                                  self._circuit(spec, "circuit_id", what, circuit))
+        return out
+
+    def _unit_roles(self, items, what: str, roles) -> dict:
+        """A ``units:`` list → {unit: role}; a unit claimed twice is an error."""
+        out, seen = {}, {}
+        for i, entry in enumerate(items):
+            line = items.line_of(i)
+            entry = self.r.mapping(entry, line, f"{what}[{i}]")
+            self.r.keys(entry, f"{what}[{i}]", (), ("units", "role"))
+            role = self._role_ref(roles, entry, f"{what}[{i}]", "server")
+            try:
+                units = parse_units(entry.get("units")) if "units" in entry else []
+            except ValueError as exc:
+                self.r.error(entry.line_of("units"), f"{what}[{i}].units: {exc}")
+                continue
+            for unit in units:
+                if unit in seen:
+                    self.r.error(entry.line_of("units"),
+                                 f"{what}[{i}]: unit {unit} is already claimed at line {seen[unit]}")
+                seen[unit] = entry.line_of("units")
+                out[unit] = role
+        return out
+
+    def pods(self, roles) -> tuple:
+        tpl = self.section("pod_template")
+        units_raw = self.r.sequence(tpl.get("units"), tpl.line_of("units"), "pod_template.units")
+        base_units = self._unit_roles(units_raw, "pod_template.units", roles)
+        pods_raw = self.r.sequence(self.top.get("pods"), self.top.line_of("pods"), "pods")
+        out, names, indexes = [], {}, {}
+        for i, spec in enumerate(pods_raw):
+            what = f"pods[{i}]"
+            spec = self.r.mapping(spec, pods_raw.line_of(i), what)
+            self.r.keys(spec, what, ("overrides",), ("name", "index"))
+            name = self.r.text(spec, "name", what, "") or ""
+            index = self.r.integer(spec, "index", what, 0, low=1)
+            if name and not _NAME.match(name):
+                self.r.error(spec.line_of("name"), f"{what}.name: '{name}' is not a valid DNS label")
+            self._unique(names, name, spec.line_of("name"), f"{what}: pod name '{name}'")
+            self._unique(indexes, index, spec.line_of("index"), f"{what}: pod index {index}")
+            over = self.r.mapping(spec.get("overrides"), spec.line_of("overrides"), f"{what}.overrides")
+            self.r.keys(over, f"{what}.overrides", ("units",))
+            units = dict(base_units)
+            if "units" in over:
+                seq = self.r.sequence(over["units"], over.line_of("units"), f"{what}.overrides.units")
+                units.update(self._unit_roles(seq, f"{what}.overrides.units", roles))
+            out.append(Pod(name, index or 0, dict(sorted(units.items()))))
+        return tuple(out)
+
+    def _unique(self, seen: dict, value, line: int, what: str) -> None:
+        if value in seen and value not in ("", 0, None):
+            self.r.error(line, f"{what} is already used at line {seen[value]}")
+        seen.setdefault(value, line)
