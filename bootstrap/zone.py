@@ -188,7 +188,9 @@ def parse_zone_text(text: str, filename: str = "<zone>") -> Zone:
 
 def build_zone(raw, filename: str, digest: str = "") -> Zone:
     r = Reader(filename)
-    top = r.mapping(raw, 1, "zone file")
+    if not isinstance(raw, SrcDict):
+        raise ZoneInvalid([Problem(filename, getattr(raw, "line", 1), "zone file must be a mapping")])
+    top = raw
     r.keys(top, "zone file", TOP_KEYS, TOP_REQUIRED)
     _check_no_secrets(r, top)
     b = _Builder(r, top)
@@ -450,7 +452,8 @@ class _Builder:
 
     def pod_switches(self, roles) -> tuple[dict, str]:
         tpl = self.section("pod_template")
-        self.r.keys(tpl, "pod_template", ("switches", "circuit_id", "units"), ("units",))
+        self.r.keys(tpl, "pod_template", ("switches", "circuit_id", "units"),
+                    ("units",) if "pod_template" in self.top else ())
         circuit = self._circuit(tpl, "circuit_id", "pod_template", "swp{port}")
         sw = self.r.mapping(tpl.get("switches"), tpl.line_of("switches"), "pod_template.switches")
         out = {}

@@ -25,7 +25,9 @@ def reservations(plan: Plan) -> list[dict]:
 
 
 def write(plan: Plan, path: str) -> str:
+    """One reservation per line: readable, and the C JSON encoder keeps 10k fast."""
+    rows = ",\n ".join(json.dumps(r) for r in reservations(plan))
     with open(path, "w", encoding="utf-8") as fh:
-        json.dump({"zone": plan.zone.name, "zone_digest": plan.zone.digest,
-                   "reservations": reservations(plan)}, fh, indent=1)
+        fh.write(f'{{"zone": {json.dumps(plan.zone.name)}, "zone_digest": '
+                 f'{json.dumps(plan.zone.digest)},\n"reservations": [\n {rows}\n]}}\n')
     return path
