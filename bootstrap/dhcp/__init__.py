@@ -1,0 +1,1 @@
+"""The DHCP service: codec (wire format), answer (the pure decision), server (UDP)."""

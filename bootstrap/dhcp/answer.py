@@ -1,0 +1,346 @@
+"""The DHCP decision: a pure function of the plan and one decoded request.
+
+:meth:`Answerer.answer` runs named stages, each returning its result or a
+:class:`Drop` saying why the request gets no answer:
+
+``check_request`` → ``locate`` (Option 82 from a trusted relay, or ``ciaddr`` for a
+renewal) → the handler for the message type → ``reply`` (identity + boot options).
+
+Nothing here touches a socket, a clock or the state store, so two appliances
+holding the same zone file answer a request identically (both ToRs of a pair),
+and every decision is testable without a network.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import struct
+from dataclasses import dataclass
+
+from ..locator import Location, Locator, Miss
+from ..plan import Node, Plan
+from . import codec
+from .codec import (ACK, BOOTREPLY, BOOTREQUEST, BROADCAST_FLAG, DECLINE, DISCOVER, INFORM,
+                    NAK, OFFER, RELEASE, REQUEST, ZERO, Malformed, Packet)
+
+MAX_HOPS = 16
+BROADCAST = "255.255.255.255"
+SERVER_PORT, CLIENT_PORT = 67, 68
+BIOS_FILE, UEFI_FILE = "undionly.kpxe", "ipxe.efi"
+UEFI_ARCHES = (7, 9)     # RFC 4578: EFI BC, EFI x86-64
+_PXE_ARCH = re.compile(r"^PXEClient:Arch:(\d{5})")
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Something the state store should record: ``EventWriter.put(kind, node, **detail)``."""
+
+    kind: str
+    node: str | None
+    detail: dict
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """Send ``packet`` to ``to``; ``kind`` is offer, ack or nak."""
+
+    kind: str
+    packet: Packet
+    to: tuple
+    location: Location | None = None
+    event: Event | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Noted:
+    """Handled, nothing to send (RELEASE, DECLINE): only an event."""
+
+    kind: str
+    event: Event
+    location: Location | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Drop:
+    """No answer. ``code`` is a short metric label, ``reason`` says why for the log."""
+
+    code: str
+    reason: str
+    event: Event | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the serving appliance adds to the plan: its own addresses and URLs."""
+
+    server_id: str
+    tftp_server: str | None = None      # next-server for TFTP boot; default server_id
+    http_base_url: str = ""             # default: the zone's controller URL
+    dns_servers: tuple = ()             # default: the zone's DNS upstreams
+
+
+class Answerer:
+    """Built once per plan (it caches each node's encoded identity); ``answer`` per packet."""
+
+    def __init__(self, plan: Plan, settings: Settings, locator: Locator | None = None):
+        self.plan, self.settings = plan, settings
+        self.locator = locator or Locator(plan, plan.zone.dhcp.trusted_relays)
+        self.base_url = (settings.http_base_url or plan.zone.controller_url).rstrip("/")
+        self.tftp_server = settings.tftp_server or settings.server_id
+        self.dns = tuple(settings.dns_servers or plan.zone.dns_upstreams)
+        self.server_id = socket.inet_aton(settings.server_id)
+        self._identities: dict = {}
+        self._prefixes, self._gateways = _gateway_index(plan)
+        self._handlers = {DISCOVER: self.discover, REQUEST: self.request, INFORM: self.inform,
+                          RELEASE: self.release, DECLINE: self.decline}
+
+    # --- the stages ---------------------------------------------------------------
+
+    def answer(self, request: Packet):
+        """A :class:`Reply`, :class:`Noted` or :class:`Drop` for one decoded request."""
+        kind = check_request(request)
+        if isinstance(kind, Drop):
+            return kind
+        try:
+            where = self.locate(request, kind)
+        except Malformed as exc:
+            return Drop("malformed", f"option 82: {exc}")
+        if isinstance(where, Drop):
+            return where
+        return self._handlers[kind](request, where)
+
+    def locate(self, request: Packet, kind: int):
+        """Where the request comes from: Option 82 from a trusted relay, else ``ciaddr``."""
+        info = codec.relay_info(request)
+        if info is not None:
+            return self._relayed(request, info)
+        if request.giaddr != ZERO:
+            return Drop("no-option-82", f"relay {request.giaddr} sent no Option 82")
+        if request.ciaddr != ZERO and kind != DISCOVER:
+            return self._renewal(request)
+        return Drop("not-relayed", "no Option 82 and no ciaddr: the location is unknown")
+
+    def _relayed(self, request: Packet, info: dict):
+        giaddr, mac = request.giaddr, request.mac
+        if giaddr == ZERO or not self.locator.trusted(giaddr):
+            why = "Option 82 without a relay" if giaddr == ZERO else f"untrusted relay {giaddr}"
+            return Drop("untrusted-relay", why,
+                        Event("untrusted-relay", None, {"giaddr": giaddr, "mac": mac}))
+        circuit = info.get(codec.CIRCUIT_ID)
+        if circuit is None:
+            return Drop("no-circuit-id", f"relay {giaddr} sent Option 82 without a circuit-id")
+        relay = self._link_selection(giaddr, info.get(codec.LINK_SELECTION))
+        found = self.locator.locate(relay, circuit, info.get(codec.REMOTE_ID))
+        if isinstance(found, Miss):
+            detail = {"switch": found.switch, "port": found.port, "mac": mac, "giaddr": giaddr,
+                      "circuit_id": circuit.decode("latin-1"), "reason": found.reason}
+            return Drop("unknown-location", found.reason,
+                        Event("unknown-location", None, detail))
+        return found
+
+    def _link_selection(self, giaddr: str, selected: bytes | None) -> str:
+        """RFC 3527: the subnet named by sub-option 5 picks the network, not giaddr."""
+        if selected is None or len(selected) != 4:
+            return giaddr
+        value = struct.unpack("!I", selected)[0]
+        for prefix in self._prefixes:
+            mask = (0xFFFFFFFF << (32 - prefix)) & 0xFFFFFFFF
+            gateway = self._gateways.get((prefix, value & mask))
+            if gateway is not None:
+                return gateway
+        return giaddr
+
+    def _renewal(self, request: Packet):
+        """A unicast RENEW/RELEASE/INFORM reaches us without Option 82: trust ``ciaddr``."""
+        node = self.locator.by_address(request.ciaddr)
+        if node is None:
+            return Drop("unknown-address", f"ciaddr {request.ciaddr} is no plan address")
+        network = next(n for n, a in node.addresses.items() if a == request.ciaddr)
+        return Location(node, network, request.ciaddr, "renewal", 0)
+
+    # --- one handler per message type ----------------------------------------------
+
+    def discover(self, request: Packet, where: Location):
+        return self.reply(request, where, OFFER)
+
+    def request(self, request: Packet, where: Location):
+        chosen = codec.address_of(request, codec.SERVER_ID)
+        if chosen is not None and socket.inet_aton(chosen) != self.server_id:
+            return Drop("other-server", f"client chose server {chosen}")
+        wanted = codec.address_of(request, codec.REQUESTED_IP) or request.ciaddr
+        if wanted != ZERO and wanted != where.address:
+            return self.nak(request, where, f"asked for {wanted}, its location has {where.address}")
+        return self.reply(request, where, ACK, _lease_event(request, where))
+
+    def inform(self, request: Packet, where: Location):
+        return self.reply(request, where, ACK, lease=False)
+
+    def release(self, request: Packet, where: Location):
+        return Noted("release", Event("release", where.node.name,
+                                      {"mac": request.mac, "address": request.ciaddr}), where)
+
+    def decline(self, request: Packet, where: Location):
+        """The client found our address in use: an address conflict someone must fix."""
+        address = codec.address_of(request, codec.REQUESTED_IP) or where.address
+        return Noted("decline", Event("decline", where.node.name,
+                                      {"mac": request.mac, "address": address,
+                                       "switch": where.switch, "port": where.port}), where)
+
+    # --- building the reply ---------------------------------------------------------
+
+    def reply(self, request: Packet, where: Location, kind: int, event: Event | None = None,
+              lease: bool = True) -> Reply:
+        options = {codec.MESSAGE_TYPE: bytes((kind,)), codec.SERVER_ID: self.server_id}
+        options.update(self.identity(where.node, where.network, lease))
+        boot = self.boot(where.node, request)
+        options.update(boot.options)
+        packet = _reply_packet(request, options, yiaddr=where.address if lease else ZERO)
+        packet.siaddr, packet.file = boot.siaddr, boot.file
+        return Reply(codec.MESSAGE_NAMES[kind], packet, destination(request), where, event)
+
+    def nak(self, request: Packet, where: Location, reason: str) -> Reply:
+        options = {codec.MESSAGE_TYPE: bytes((NAK,)), codec.SERVER_ID: self.server_id,
+                   codec.MESSAGE: reason.encode()}
+        packet = _reply_packet(request, options, yiaddr=ZERO)
+        if request.giaddr != ZERO:
+            packet.flags |= BROADCAST_FLAG  # RFC 2131 4.3.2: the relay must broadcast a NAK
+        to = destination(request) if request.giaddr != ZERO else (BROADCAST, CLIENT_PORT)
+        return Reply("nak", packet, to, where)
+
+    def identity(self, node: Node, network: str, lease: bool = True) -> dict:
+        """Subnet, router, DNS, name, domain, NTP and lease times of a node; cached."""
+        key = (node.name, network, lease)
+        found = self._identities.get(key)
+        if found is None:
+            found = self._identities[key] = self._build_identity(node, network, lease)
+        return found
+
+    def _build_identity(self, node: Node, network: str, lease: bool) -> dict:
+        zone, subnet = self.plan.zone, self.plan.subnet(node, network)
+        out = {}
+        if lease:
+            out[codec.LEASE_TIME] = codec.u32(zone.dhcp.lease_time)
+            out[codec.RENEW_TIME] = codec.u32(zone.dhcp.renew_time)
+            out[codec.REBIND_TIME] = codec.u32(zone.dhcp.rebind_time)
+        out[codec.SUBNET_MASK] = codec.addresses(subnet.netmask)
+        out[codec.ROUTER] = codec.addresses(subnet.gateway)
+        if self.dns:
+            out[codec.DNS] = codec.addresses(*self.dns)
+        out[codec.HOSTNAME] = node.name.encode()
+        out[codec.DOMAIN] = zone.domain.encode()
+        if zone.ntp:
+            out[codec.NTP] = codec.addresses(*zone.ntp)
+        return out
+
+    def boot(self, node: Node, request: Packet) -> "Boot":
+        """What to boot, from the node's role and what the client says it is."""
+        if node.kind == "switch":
+            return self._switch_boot(node, request)
+        if node.kind == "server" and node.image:
+            return self._server_boot(request)
+        return NO_BOOT  # BMCs: address, name, domain, DNS, NTP only
+
+    def _switch_boot(self, node: Node, request: Packet) -> "Boot":
+        vendor = codec.text_of(request, codec.VENDOR_CLASS) or ""
+        url = self.base_url
+        if vendor.startswith("onie_vendor:") or node.ztp == "onie":
+            return Boot({codec.ONIE_URL: f"{url}/onie/{node.name}".encode()})
+        if node.ztp == "sonic":
+            return Boot({codec.BOOTFILE_NAME: f"{url}/ztp/sonic/{node.name}.json".encode()})
+        if node.ztp == "cumulus":
+            return Boot({codec.CUMULUS_ZTP_URL: f"{url}/ztp/cumulus/{node.name}".encode()})
+        if node.ztp == "arista":
+            return Boot({codec.BOOTFILE_NAME: f"{url}/ztp/arista/{node.name}".encode()})
+        return NO_BOOT
+
+    def _server_boot(self, request: Packet) -> "Boot":
+        vendor = codec.text_of(request, codec.VENDOR_CLASS) or ""
+        if is_ipxe(request):
+            return Boot({codec.BOOTFILE_NAME: f"{self.base_url}/boot/ipxe".encode(),
+                         codec.IPXE: codec.tlv({codec.IPXE_NO_PXEDHCP: b"\x01"})})
+        if vendor.startswith("HTTPClient"):
+            return Boot({codec.VENDOR_CLASS: b"HTTPClient",
+                         codec.BOOTFILE_NAME: f"{self.base_url}/files/{UEFI_FILE}".encode()})
+        arch = client_arch(request, vendor)
+        if arch == 0:
+            return self._tftp(BIOS_FILE)
+        if arch in UEFI_ARCHES:
+            return self._tftp(UEFI_FILE)
+        return NO_BOOT
+
+    def _tftp(self, filename: str) -> "Boot":
+        return Boot({codec.TFTP_SERVER_NAME: self.tftp_server.encode(),
+                     codec.BOOTFILE_NAME: filename.encode()},
+                    siaddr=self.tftp_server, file=filename.encode())
+
+
+@dataclass(frozen=True, slots=True)
+class Boot:
+    options: dict
+    siaddr: str = ZERO
+    file: bytes = b""
+
+
+NO_BOOT = Boot({})
+
+
+def check_request(request: Packet):
+    """Stage 1: a client request of a type we handle, not looping between relays."""
+    if request.op != BOOTREQUEST:
+        return Drop("not-request", f"op {request.op} is not BOOTREQUEST")
+    kind = request.message_type
+    if kind is None:
+        return Drop("no-message-type", "no valid option 53")
+    if kind not in (DISCOVER, REQUEST, INFORM, RELEASE, DECLINE):
+        return Drop("bad-message-type", f"message type {kind} is not a client request")
+    if request.hops > MAX_HOPS:
+        return Drop("too-many-hops", f"{request.hops} relay hops")
+    return kind
+
+
+def is_ipxe(request: Packet) -> bool:
+    """iPXE says so in option 77 (``iPXE``) and carries its own option 175."""
+    return b"iPXE" in codec.user_classes(request) or codec.IPXE in request.options
+
+
+def client_arch(request: Packet, vendor: str) -> int | None:
+    """Option 93, or the ``PXEClient:Arch:NNNNN`` vendor class when 93 is absent."""
+    arches = codec.arches_of(request)
+    if arches:
+        return arches[0]
+    m = _PXE_ARCH.match(vendor)
+    return int(m.group(1)) if m else None
+
+
+def destination(request: Packet) -> tuple:
+    """RFC 2131 4.1: via the relay when there is one, else to the client's address."""
+    if request.giaddr != ZERO:
+        return (request.giaddr, SERVER_PORT)
+    if request.ciaddr != ZERO:
+        return (request.ciaddr, CLIENT_PORT)
+    return (BROADCAST, CLIENT_PORT)
+
+
+def _reply_packet(request: Packet, options: dict, yiaddr: str) -> Packet:
+    relay = request.options.get(codec.RELAY_AGENT_INFO)
+    if relay is not None:
+        options[codec.RELAY_AGENT_INFO] = relay  # RFC 3046 2.2: echo it, last
+    return Packet(op=BOOTREPLY, xid=request.xid, htype=request.htype, hlen=request.hlen,
+                  flags=request.flags, ciaddr=request.ciaddr, yiaddr=yiaddr,
+                  giaddr=request.giaddr, chaddr=request.chaddr, options=options)
+
+
+def _lease_event(request: Packet, where: Location) -> Event:
+    return Event("lease", where.node.name,
+                 {"mac": request.mac, "address": where.address, "network": where.network,
+                  "switch": where.switch, "port": where.port})
+
+
+def _gateway_index(plan: Plan) -> tuple:
+    """(prefix lengths, {(prefix, network int): gateway}) for RFC 3527 link selection."""
+    gateways = {}
+    for subnet in plan.subnets.values():
+        network = struct.unpack("!I", socket.inet_aton(subnet.cidr.split("/")[0]))[0]
+        gateways[(subnet.prefix, network)] = subnet.gateway
+    return tuple(sorted({p for p, _ in gateways}, reverse=True)), gateways
