@@ -1,0 +1,146 @@
+"""``zone serve``: the pod services (DHCP, TFTP, DNS, HTTP) in one process.
+
+Each service is a thin adapter over the same plan; this module only starts them
+on threads, registers the process (with the zone file's hash, so ``zone status``
+shows drift between the two ToRs of a pair) and stops them together.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import socket
+import threading
+from dataclasses import dataclass
+from urllib.parse import urlparse
+
+from .errors import InputError
+from .plan import Plan, compile_plan
+from .state import EventWriter, Store
+from .zone import Zone
+
+log = logging.getLogger("bootstrap.serve")
+
+
+@dataclass
+class ServeOptions:
+    bind: str = "0.0.0.0"
+    server_id: str | None = None     # our address as clients see it (DHCP option 54)
+    http_port: int = 8080
+    dhcp_port: int = 67
+    tftp_port: int = 69
+    dns_port: int = 53
+    dhcp: bool = True
+    tftp: bool = True
+    dns: bool = True
+    http: bool = True
+    workers: int = 1
+    tftp_root: str = "/usr/lib/ipxe"
+    cache_dir: str | None = None
+
+
+def pod_plan(zone: Zone, pod: str | None) -> Plan:
+    """The plan limited to one pod (and the core); addresses do not change."""
+    if pod is None:
+        return compile_plan(zone)
+    pods = tuple(p for p in zone.pods if p.name == pod)
+    if not pods:
+        raise InputError(f"--pod {pod}: no such pod")
+    return compile_plan(dataclasses.replace(zone, pods=pods))
+
+
+def server_address(plan: Plan, options: ServeOptions) -> str:
+    """The address clients reach us on: --server-id, the bind address or the controller's."""
+    if options.server_id:
+        return options.server_id
+    if options.bind not in ("0.0.0.0", ""):
+        return options.bind
+    host = urlparse(plan.zone.controller_url).hostname or "127.0.0.1"
+    try:
+        return socket.gethostbyname(host)
+    except OSError:
+        raise InputError(f"cannot tell this server's address from {host}: give --server-id") from None
+
+
+class Services:
+    def __init__(self, plan: Plan, store: Store, options: ServeOptions):
+        self.plan, self.store, self.options = plan, store, options
+        self.events = EventWriter(store)
+        self.address = server_address(plan, options)
+        self.running: list[tuple[str, object, threading.Thread]] = []
+        self.stopped = threading.Event()
+
+    def start(self) -> None:
+        o = self.options
+        starters = [(o.dhcp, "dhcp", self._dhcp), (o.tftp, "tftp", self._tftp),
+                    (o.dns, "dns", self._dns), (o.http, "http", self._http)]
+        try:
+            for wanted, name, make in starters:
+                if wanted:
+                    service, run = make()
+                    thread = threading.Thread(target=self._guard, args=(name, run), daemon=True,
+                                              name=f"svc-{name}")
+                    thread.start()
+                    self.running.append((name, service, thread))
+                    self.store.register_service(f"{socket.gethostname()}:{os.getpid()}:{name}",
+                                                name, self.address, self.plan.zone.digest)
+        except OSError as exc:
+            self.stop()
+            raise InputError(f"cannot open a service socket: {exc}") from None
+
+    def _guard(self, name: str, run) -> None:
+        try:
+            run()
+        except Exception:  # a dying service is logged and stops the rest cleanly
+            log.exception("%s service died", name)
+            self.stopped.set()
+
+    def _dhcp(self):
+        from .dhcp.server import DhcpServer
+
+        o = self.options
+        server = DhcpServer(self.plan, o.bind, o.dhcp_port, server_id=self.address,
+                            events=self.events, tftp_server=self.address,
+                            http_base_url=self.plan.zone.controller_url, workers=o.workers)
+        return server, server.serve_forever
+
+    def _tftp(self):
+        from .tftp import TftpService
+
+        o = self.options
+        cache = o.cache_dir or os.path.join(os.path.dirname(self.store.path) or ".", "tftp-cache")
+        service = TftpService(o.tftp_root, cache, self.plan.zone.controller_url, o.bind, o.tftp_port)
+        return service, service.serve_forever
+
+    def _dns(self):
+        from .dns import DnsService
+
+        service = DnsService(self.plan, self.options.bind, self.options.dns_port)
+        return service, service.serve_forever
+
+    def _http(self):
+        from .http.wsgi import HttpServer
+
+        server = HttpServer(self.plan, self.store, self.options.bind, self.options.http_port)
+        return server, server.serve_forever
+
+    def heartbeat(self) -> None:
+        for name, _service, _thread in self.running:
+            self.store.heartbeat(f"{socket.gethostname()}:{os.getpid()}:{name}")
+
+    def wait(self, interval: float = 5.0) -> None:
+        while not self.stopped.wait(interval):
+            self.heartbeat()
+
+    def stop(self) -> None:
+        self.stopped.set()
+        for name, service, _thread in reversed(self.running):
+            for method in ("shutdown", "stop", "close"):
+                if hasattr(service, method):
+                    try:
+                        getattr(service, method)()
+                    except Exception:  # stopping must reach every service
+                        log.exception("stopping %s", name)
+                    break
+        self.events.close()
