@@ -1,0 +1,43 @@
+"""The HTTP service: boot scripts, ZTP, cloud-init, files, API, metrics, status page.
+
+:func:`create_app` is the Flask app factory (one blueprint per concern, the
+shape of Flask's tutorial); :mod:`bootstrap.http.wsgi` serves it with gunicorn.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+from flask import Flask
+from jinja2 import StrictUndefined
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from . import api, boot, cloudinit, files, health, metrics, phonehome, problems, status, ztp
+from .identify import node_token
+from .service import HttpService
+from .settings import DEFAULTS
+
+BLUEPRINTS = (boot.bp, ztp.bp, cloudinit.bp, phonehome.bp, files.bp, api.bp, metrics.bp,
+              health.bp, status.bp)
+MAX_BODY = 1024 * 1024
+
+__all__ = ["create_app", "node_token"]
+
+
+def create_app(plan, store, config: dict | None = None) -> Flask:
+    """The WSGI app answering for ``plan``, recording into ``store``; ``config`` overrides
+    :data:`~bootstrap.http.settings.DEFAULTS` (and any Flask setting, e.g. ``TESTING``)."""
+    settings = dict(DEFAULTS, **(config or {}))
+    app = Flask(__name__, template_folder=settings["TEMPLATES_DIR"])
+    app.jinja_options = dict(app.jinja_options, undefined=StrictUndefined, trim_blocks=True,
+                             lstrip_blocks=True, keep_trailing_newline=True)
+    app.config.update(settings, MAX_CONTENT_LENGTH=MAX_BODY)
+    app.add_template_filter(shlex.quote, "shquote")
+    if settings["TRUST_X_FORWARDED_FOR"]:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1)
+    app.extensions["zone"] = HttpService(plan, store, app.config)
+    problems.init_app(app)
+    metrics.init_app(app)
+    for blueprint in BLUEPRINTS:
+        app.register_blueprint(blueprint)
+    return app

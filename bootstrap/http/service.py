@@ -1,0 +1,69 @@
+"""What every blueprint shares: the plan, the store, settings and secrets.
+
+Attached once to the app by :func:`~bootstrap.http.create_app`; blueprints reach
+it through :func:`current`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import current_app, make_response, render_template, request
+
+from ..plan import Node, Plan
+from ..state import legal
+from .context import build_context
+from .settings import api_token, node_secret
+
+log = logging.getLogger("bootstrap.http")
+SOURCE = "http"
+
+
+class HttpService:
+    def __init__(self, plan: Plan, store, settings: dict):
+        self.plan, self.store, self.settings = plan, store, settings
+        self.base_url = (settings["PUBLIC_URL"] or plan.zone.controller_url).rstrip("/")
+        self.files_root = settings["FILES_ROOT"] or plan.zone.base_dir
+        self.secret = node_secret(settings, store.path)
+        self.api_token = api_token(settings)
+
+    def event(self, kind: str, node: str | None = None, **detail) -> None:
+        """Record an event; a store failure is logged and never fails the request."""
+        detail.setdefault("address", client_address())
+        try:
+            self.store.event(kind, node, SOURCE, **detail)
+        except Exception as exc:  # noqa: BLE001 - an event must not break an answer
+            log.warning("event %s for %s not recorded: %s", kind, node, exc)
+
+    def record(self, name: str) -> dict | None:
+        return self.store.node(name)
+
+    def context(self, node: Node | None = None, record: dict | None = None, **extra) -> dict:
+        return build_context(self.plan, self.settings, self.base_url, node, record, **extra)
+
+    def render(self, template: str, node: Node | None = None, record: dict | None = None,
+               **extra) -> str:
+        return render_template(template, **self.context(node, record, **extra))
+
+
+def current() -> HttpService:
+    return current_app.extensions["zone"]
+
+
+def client_address() -> str | None:
+    """The requester's address (X-Forwarded-For only when configured, via ProxyFix)."""
+    return request.remote_addr
+
+
+def advance(svc: HttpService, node: Node, record: dict | None, state: str, **detail) -> bool:
+    """Move the node forward to ``state`` when that is a legal move; never backwards."""
+    if record is None or not legal(node.kind, record["state"], state):
+        return False
+    return svc.store.transition(node.name, state, source=SOURCE, **detail)
+
+
+def text(body: str, mimetype: str = "text/plain"):
+    """A text answer (iPXE, ONIE, ZTP scripts and cloud-init read plain bodies)."""
+    resp = make_response(body)
+    resp.mimetype = mimetype
+    return resp
