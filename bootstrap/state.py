@@ -164,6 +164,29 @@ class Store:
                         json.dumps(info, default=str)))
         return ok
 
+    def advance(self, moves: list[tuple[str, str, dict]], source: str = "") -> int:
+        """Apply many ``(node, state, detail)`` moves in one transaction, legal ones only.
+
+        Unlike :meth:`transition`, a move that is not legal is skipped silently:
+        this is for replaying facts, where an old fact must not log anything.
+        Returns how many moves were made.
+        """
+        if not moves:
+            return 0
+        now, made = time.time(), 0
+        with self._tx() as db:
+            for name, state, detail in moves:
+                row = db.execute("SELECT kind, state FROM nodes WHERE name = ?", (name,)).fetchone()
+                if row is None or row[1] == FAILED or not legal(row[0], row[1], state):
+                    continue
+                db.execute("UPDATE nodes SET state=?, reason=NULL, updated=? WHERE name=?",
+                           (state, now, name))
+                info = dict(detail, to=state, **{"from": row[1]})
+                db.execute("INSERT INTO events(ts,node,source,kind,detail) VALUES (?,?,?,?,?)",
+                           (now, name, source, "state", json.dumps(info, default=str)))
+                made += 1
+        return made
+
     def update(self, name: str, mac: str | None = None, **data) -> None:
         """Merge ``data`` into the node's stored attributes (firmware, keys, …)."""
         with self._tx() as db:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from .plan import Plan
-from .state import ORDER, Store, legal
+from .state import ORDER, Store
 
 log = logging.getLogger("bootstrap.up")
 
@@ -54,12 +54,9 @@ def apply_events(plan: Plan, store: Store, since: int) -> int:
     logs nothing: resumption never duplicates a finished step's events.
     """
     events = store.events(since=since, limit=5000)
-    for event in events:
-        for name, state in reduce(plan, event):
-            current = store.node(name)
-            if current and legal(current["kind"], current["state"], state) \
-                    and current["state"] != "failed":
-                store.transition(name, state, source="up", cause=event["kind"])
+    moves = [(name, state, {"cause": event["kind"]})
+             for event in events for name, state in reduce(plan, event)]
+    store.advance(moves, source="up")
     return events[-1]["id"] if events else since
 
 
@@ -142,7 +139,8 @@ class PodFlow:
         return max(1, -(-int(share * 1000) * len(self.servers) // 1000))
 
     def finish(self) -> str:
-        configured = self.at_least("server", "configured")
+        done = "configured" if self.steps.configure else "installed"
+        configured = self.at_least("server", done)
         for name in configured:
             self.store.transition(name, "ready", source="up")
         failed = len(self.servers) - len(configured)

@@ -1,0 +1,107 @@
+"""``zone up``: the whole flow with live progress; ``--lab`` builds a virtual pod first."""
+
+from __future__ import annotations
+
+import os
+import signal
+import tempfile
+import threading
+
+from ..errors import InputError, WorkError
+from ..progress import Progress, pod_line, snapshot
+from ..serve import ServeOptions, Services
+from ..up import Steps, run_up
+from ..up_steps import bmc_step, configure_step
+from ._args import json_arg, load_plan, open_store, pod_arg, state_arg, zone_arg
+
+
+def register(sub) -> None:
+    p = sub.add_parser("up", help="the whole flow, metal to ready, with live progress")
+    zone_arg(p)
+    pod_arg(p)
+    state_arg(p)
+    json_arg(p)
+    p.add_argument("--lab", action="store_true", help="build a virtual pod on this machine first")
+    p.add_argument("--timeout", type=float, default=None, metavar="T", help="give up after T s")
+    p.add_argument("--no-serve", action="store_true", help="use services that already run")
+    p.add_argument("--bind", default="0.0.0.0", metavar="ADDR", help="where services listen")
+    p.add_argument("--max-parallel", type=int, default=20, metavar="N",
+                   help="firmware updates in flight at once")
+    p.add_argument("--switch-wait", type=float, default=0.0, metavar="S",
+                   help="seconds to wait for switches to finish ZTP before the BMCs")
+    p.add_argument("--install-wait", type=float, default=1800.0, metavar="S")
+    p.add_argument("--no-configure", action="store_true", help="stop at installed (no Ansible)")
+    p.add_argument("--keep-lab", action="store_true", help=argparse_hidden())
+    p.set_defaults(func=cmd_up)
+
+
+def argparse_hidden():
+    import argparse
+
+    return argparse.SUPPRESS
+
+
+def _pods(plan, args) -> list[str]:
+    return [args.pod] if args.pod else list(plan.pods)
+
+
+def cmd_up(args) -> int:
+    plan = load_plan(args)
+    store = open_store(args, plan)
+    pods = _pods(plan, args)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    if args.lab:
+        return _up_lab(args, plan, store, pods, stop)
+    services = None
+    if not args.no_serve:
+        services = Services(plan, store, ServeOptions(bind=args.bind))
+        services.start()
+    try:
+        steps = Steps(bmcs=bmc_step(plan, store, args), stop=stop,
+                      configure=None if args.no_configure else configure_step(plan, store, args),
+                      switch_wait=args.switch_wait, install_wait=args.install_wait)
+        return _drive(args, plan, store, pods, steps)
+    finally:
+        if services:
+            services.stop()
+
+
+def _drive(args, plan, store, pods, steps) -> int:
+    progress = Progress(store, json_mode=args.json)
+    try:
+        results = run_up(plan, store, pods, steps, progress, timeout=args.timeout)
+    except KeyboardInterrupt:
+        steps.stop.set()
+        raise
+    finally:
+        progress.close()
+    if not args.json:
+        for pod in snapshot(store)["pods"]:
+            if pod["name"] in pods:
+                print(pod_line(pod))
+    failed = [pod for pod, state in results.items() if state != "ready"]
+    if failed:
+        raise WorkError(f"pods not ready: {', '.join(failed)} (see `zone status`)")
+    return 0
+
+
+def _up_lab(args, plan, store, pods, stop) -> int:
+    from ..lab.topology import Lab
+
+    if len(pods) != 1:
+        raise InputError("--lab builds one pod: give --pod P or a zone with one pod")
+    workdir = tempfile.mkdtemp(prefix="zone-lab-")
+    lab = Lab(plan, pods[0], workdir)
+    lab.build()
+    try:
+        lab.start_services(os.path.abspath(args.zone), store.path)
+        lab.enter_controller()
+        print(f"lab {lab.prefix}: status page: sudo ip netns exec {lab.ctl} "
+              f"curl {plan.zone.controller_url}/ ; logs in {workdir}", flush=True)
+        steps = Steps(bmcs=bmc_step(plan, store, args, lab=lab), stop=stop,
+                      configure=None if args.no_configure else configure_step(plan, store, args, lab),
+                      switch_wait=args.switch_wait, install_wait=args.install_wait)
+        return _drive(args, plan, store, pods, steps)
+    finally:
+        lab.close()

@@ -1,0 +1,147 @@
+"""The built-in lab: one virtual pod on this machine, in network namespaces.
+
+    ctl  (10.17.0.2: zone serve — DHCP, TFTP, DNS, HTTP; the BMC emulator on its loopback)
+     │ veth up0 ↔ core0 (10.17.0.1)
+    tor  (plays tor-a: ISC dhcrelay inserts Option 82, circuit-id = swpN)
+     │ swpN (10.17.1.1/32, a /32 route per unit) ↔ eth0
+    u01 … uNN  (one namespace per unit: the boot agent)
+
+Every namespace name starts with a per-run prefix, and :meth:`Lab.close` removes
+every namespace and process the lab started, whatever happened before.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+from ..errors import InputError, WorkError
+from ..plan import Plan
+from .netns import Netns, enter, ip, run_in
+
+log = logging.getLogger("bootstrap.lab")
+AGENT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "agent.sh")
+NEEDS = ("ip", "dhcrelay", "busybox", "curl")
+
+
+def check_host() -> None:
+    if os.geteuid() != 0:
+        raise InputError("--lab needs root (network namespaces, port 67): run it with sudo")
+    missing = [tool for tool in NEEDS if shutil.which(tool) is None]
+    if missing:
+        raise InputError(f"--lab needs {', '.join(missing)}: run `sudo bash .ci/install`")
+
+
+class Lab:
+    def __init__(self, plan: Plan, pod: str, workdir: str, prefix: str | None = None):
+        self.plan, self.pod, self.workdir = plan, pod, workdir
+        self.prefix = prefix or f"zl{os.getpid() % 100000}"
+        self.netns = Netns(self.prefix)
+        self.procs: list[subprocess.Popen] = []
+        self.agents: dict[str, subprocess.Popen] = {}
+        self.servers = list(plan.servers(pod))
+        provision = plan.subnet(self.servers[0])
+        self.gateway = provision.gateway
+        host = plan.zone.controller_url.split("//", 1)[1].split(":")[0].split("/")[0]
+        self.controller = str(ipaddress.IPv4Address(host))
+        core = plan.subnets[(self.servers[0].network, 0)]
+        self.core_gateway = core.gateway
+        self.core_prefix = core.prefix
+        os.makedirs(workdir, exist_ok=True)
+
+    # --- building ------------------------------------------------------------
+
+    def build(self) -> None:
+        check_host()
+        try:
+            self._namespaces()
+        except subprocess.CalledProcessError as exc:
+            self.close()
+            raise WorkError(f"lab: {' '.join(exc.cmd)}: {exc.stderr.strip()}") from None
+
+    def _namespaces(self) -> None:
+        n = self.netns
+        self.ctl, self.tor = n.add("ctl"), n.add("tor")
+        n.veth(self.ctl, "up0", self.tor, "core0")
+        ip("addr", "add", f"{self.controller}/{self.core_prefix}", "dev", "up0", ns=self.ctl)
+        ip("addr", "add", f"{self.core_gateway}/{self.core_prefix}", "dev", "core0", ns=self.tor)
+        supernet = self.plan.zone.networks[self.servers[0].network].supernet
+        ip("route", "add", str(supernet), "via", self.core_gateway, ns=self.ctl)
+        subprocess.run(["ip", "netns", "exec", self.tor, "sysctl", "-qw",
+                        "net.ipv4.ip_forward=1"], check=True)
+        for node in self.servers:
+            unit_ns = n.add(f"u{node.unit:02d}")
+            port = f"swp{node.unit}"
+            n.veth(self.tor, port, unit_ns, "eth0")
+            ip("addr", "add", f"{self.gateway}/32", "dev", port, ns=self.tor)
+            ip("route", "add", f"{node.address}/32", "dev", port, ns=self.tor)
+
+    def enter_controller(self) -> None:
+        """Run the rest of this process (Redfish, HTTP clients) inside the ctl namespace."""
+        enter(self.ctl)
+
+    def spawn(self, ns: str, *cmd: str, log_name: str) -> subprocess.Popen:
+        out = open(os.path.join(self.workdir, f"{log_name}.log"), "ab")
+        proc = run_in(ns, *cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs.append(proc)
+        return proc
+
+    def start_services(self, zone_path: str, state_path: str) -> None:
+        self.spawn(self.ctl, sys.executable, "-m", "bootstrap", "serve", zone_path,
+                   "--state", state_path, "--bind", "0.0.0.0", "--server-id", self.controller,
+                   "--dns-port", "53", log_name="serve")
+        ports = [f"swp{node.unit}" for node in self.servers]
+        self.spawn(self.tor, "dhcrelay", "-4", "-d", "-a", "-m", "replace", "-iu", "core0",
+                   *[arg for port in ports for arg in ("-id", port)], self.controller,
+                   log_name="dhcrelay")
+        self.wait_http()
+
+    def wait_http(self, seconds: float = 30) -> None:
+        url = f"{self.plan.zone.controller_url}/healthz"
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            probe = subprocess.run(["ip", "netns", "exec", self.ctl, "curl", "-fsS", "-o",
+                                    "/dev/null", url], capture_output=True)
+            if probe.returncode == 0:
+                return
+            if any(p.poll() is not None for p in self.procs):
+                break
+            time.sleep(0.3)
+        raise WorkError(f"lab: the services did not come up; see {self.workdir}/serve.log")
+
+    # --- servers -----------------------------------------------------------------
+
+    def boot(self, name: str) -> None:
+        """Power a lab server on: its agent DHCPs, fetches iPXE and cloud-init, phones home."""
+        node = self.plan.nodes[name]
+        if name in self.agents and self.agents[name].poll() is None:
+            return
+        state = os.path.join(self.workdir, name)
+        self.agents[name] = self.spawn(f"{self.prefix}-u{node.unit:02d}", "sh", AGENT, state,
+                                       log_name=f"agent-{name}")
+
+    def agent_failed(self, name: str) -> bool:
+        proc = self.agents.get(name)
+        return proc is not None and proc.poll() not in (None, 0)
+
+    # --- teardown ----------------------------------------------------------------
+
+    def close(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+        self.netns.destroy()
