@@ -1,0 +1,223 @@
+"""The firmware and boot flows over many BMCs: discover, plan, apply, PXE boot.
+
+Each flow is per node (:func:`discover_node`, :func:`update_node`,
+:func:`pxe_boot_node`) and fleet-wide through :func:`run_bounded`. What is seen
+and done goes to a recorder (see :mod:`.recording`), never to stdout.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from . import catalog
+from .client import BmcClient, Credentials, Endpoint, Policy, Tls, endpoint_for
+from .errors import VerifyFailed
+from .images import image_url
+from .managers import manager_firmware
+from .rollout import Limits, run_bounded
+from .systems import System, find_system, mac_addresses, read_system, reset, set_boot_once
+from .tasks import Backoff, follow
+from .update_service import InventoryIndex, simple_update
+
+
+@dataclass
+class Settings:
+    """Everything a flow needs besides the plan; one per run."""
+
+    zone: object
+    creds: Credentials
+    tls: Tls
+    policy: Policy = field(default_factory=Policy)
+    limits: Limits = field(default_factory=Limits)
+    task_timeout: float = 1800.0
+    verify_timeout: float = 60.0
+    poll: Backoff = field(default_factory=Backoff)
+    index: InventoryIndex = field(default_factory=InventoryIndex)
+
+    def client(self, bmc) -> BmcClient:
+        return BmcClient(endpoint_for(self.zone, bmc), self.creds, self.tls, self.policy)
+
+
+@dataclass
+class Discovery:
+    """What one BMC reported."""
+
+    node: str
+    endpoint: Endpoint
+    system: System
+    firmware: dict          # component → version
+    source: str             # FirmwareInventory | system/manager
+    targets: dict           # component (lower) → inventory item path to name in Targets
+    macs: list
+
+    def as_dict(self) -> dict:
+        return {"url": self.endpoint.url, "system": self.system.path, "firmware": self.firmware,
+                "firmware_source": self.source, "serial": self.system.serial,
+                "power": self.system.power, "macs": self.macs}
+
+
+def read_firmware(client, system: System, index: InventoryIndex) -> tuple:
+    """(component → version, component → target path, source). FirmwareInventory where
+    the BMC has it, else ``BiosVersion`` and the manager's ``FirmwareVersion``."""
+    items = index.items(client, system.path)
+    if items is None:
+        versions = {"BIOS": system.bios_version, "BMC": manager_firmware(client, system)}
+        return {k: v for k, v in versions.items() if v}, {}, "system/manager"
+    versions, targets = {}, {}
+    for item in items:
+        for key in {item.name, item.id} - {""}:
+            versions[key] = item.version
+            targets[key.lower()] = item.path
+    return versions, targets, "FirmwareInventory"
+
+
+def discover_node(settings: Settings, bmc, client: BmcClient | None = None) -> Discovery:
+    """Read system, manager and firmware inventory, serial, MACs and power state."""
+    own = client is None
+    client = client or settings.client(bmc).connect()
+    try:
+        system = find_system(client, client.endpoint.system)
+        versions, targets, source = read_firmware(client, system, settings.index)
+        return Discovery(bmc.name, client.endpoint, system, versions, source, targets,
+                         mac_addresses(client, system))
+    finally:
+        if own:
+            client.close()
+
+
+@dataclass
+class NodeResult:
+    node: str
+    steps: list             # catalog.Step before the update
+    updated: list = field(default_factory=list)   # components now at baseline
+    discovery: Discovery | None = None
+
+
+def update_node(settings: Settings, bmc, image_urls: dict, recorder) -> NodeResult:
+    """Bring one BMC to its baseline: skip if compliant, else update, apply, verify."""
+    entries = catalog.baseline(settings.zone, bmc)
+    with settings.client(bmc) as client:
+        found = discover_node(settings, bmc, client)
+        recorder.discovered(bmc, found)
+        steps = catalog.compare(bmc, entries, found.firmware)
+        result = NodeResult(bmc.name, steps, discovery=found)
+        todo = catalog.drift(steps)
+        if not todo:
+            recorder.compliant(bmc, steps)
+            return result
+        recorder.updating(bmc, todo)
+        for step in todo:
+            _update_component(settings, client, found, step, image_urls[step.firmware], recorder)
+        result.discovery = _verify(settings, client, bmc, found.system, entries)
+        result.updated = [s.component for s in todo]
+        recorder.updated(bmc, todo, result.discovery)
+        return result
+
+
+def _update_component(settings, client, found: Discovery, step, url: str, recorder) -> None:
+    target = found.targets.get(step.component.lower(), found.system.path)
+    ref = simple_update(client, url, [target])
+    recorder.task(client.name, step, "submitted", ref=ref.monitor or ref.task)
+    outcome = follow(client, ref, settings.task_timeout, settings.poll)
+    recorder.task(client.name, step, outcome.state, message=outcome.text())
+    wanted = outcome.reset_request()
+    if wanted is not None:
+        kind = reset(client, read_system(client, found.system.path), wanted[1], wanted[0])
+        recorder.task(client.name, step, "reset", reset=kind)
+
+
+def _verify(settings, client, bmc, system: System, entries) -> Discovery:
+    """Re-read the inventory until every component is at its baseline (BMCs lag a reset)."""
+    deadline = time.monotonic() + settings.verify_timeout
+    for delay in settings.poll.delays():
+        found = discover_node(settings, bmc, client)
+        wrong = catalog.drift(catalog.compare(bmc, entries, found.firmware))
+        if not wrong:
+            return found
+        if time.monotonic() + delay > deadline:
+            text = ", ".join(f"{s.component} is {s.current or 'unknown'}, expected {s.target}"
+                             for s in wrong)
+            raise VerifyFailed(f"after update: {text}", client.name)
+        time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def bmcs(plan, pod: str | None = None, with_baseline: bool = False) -> list:
+    nodes = [n for n in plan.select(pod, "bmc")]
+    return [n for n in nodes if n.firmware] if with_baseline else nodes
+
+
+def jobs_for(nodes) -> list:
+    return [(n.name, n.pod) for n in nodes]
+
+
+def discover_all(settings: Settings, nodes, recorder, on_done=None) -> dict:
+    by_name = {n.name: n for n in nodes}
+
+    def work(name):
+        found = discover_node(settings, by_name[name])
+        recorder.discovered(by_name[name], found)
+        return found
+
+    return run_bounded(jobs_for(nodes), work, settings.limits, _failing(by_name, recorder, on_done))
+
+
+def apply_all(settings: Settings, nodes, images: dict, base_url: str, recorder,
+              on_done=None) -> dict:
+    """Rolling update of every node; returns name → ("ok", NodeResult) | ("error", exc)."""
+    by_name = {n.name: n for n in nodes}
+    urls = {name: image_url(base_url, image) for name, image in images.items()}
+    return run_bounded(jobs_for(nodes),
+                       lambda name: update_node(settings, by_name[name], urls, recorder),
+                       settings.limits, _failing(by_name, recorder, on_done))
+
+
+def _failing(by_name, recorder, on_done):
+    def done(name, outcome):
+        if outcome[0] == "error":
+            recorder.failed(by_name[name], outcome[1])
+        if on_done:
+            on_done(name, outcome)
+    return done
+
+
+# --- power and boot -------------------------------------------------------------
+
+def stagger(nodes, per_second: float) -> dict:
+    """Start offsets in seconds: within each pod, node i starts at i / per_second."""
+    if per_second <= 0:
+        raise ValueError("power_on_per_second must be positive")
+    seen: dict = {}
+    out = {}
+    for node in nodes:
+        i = seen.get(node.pod, 0)
+        seen[node.pod] = i + 1
+        out[node.name] = i / per_second
+    return out
+
+
+def pxe_boot_node(settings: Settings, bmc, uri: str | None = None) -> dict:
+    """One-time boot override to PXE (UefiHttp with ``uri`` where offered), then reset or power on."""
+    with settings.client(bmc) as client:
+        system = find_system(client, client.endpoint.system)
+        target = set_boot_once(client, system, uri)
+        kind = reset(client, system)
+        return {"boot": target, "reset": kind, "power_before": system.power}
+
+
+def pxe_boot_all(settings: Settings, nodes, per_second: float, recorder, uri: str | None = None,
+                 on_done=None, clock=time.monotonic, sleep=time.sleep) -> dict:
+    """PXE-boot every node, staggered per pod so no pod boot-storms its ToR."""
+    by_name = {n.name: n for n in nodes}
+    offsets, start = stagger(nodes, per_second), clock()
+
+    def work(name):
+        wait = start + offsets[name] - clock()
+        if wait > 0:
+            sleep(wait)
+        done = pxe_boot_node(settings, by_name[name], uri)
+        recorder.booted(by_name[name], done)
+        return done
+
+    return run_bounded(jobs_for(nodes), work, settings.limits, _failing(by_name, recorder, on_done))

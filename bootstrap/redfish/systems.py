@@ -1,0 +1,120 @@
+"""``/redfish/v1/Systems``: the ComputerSystem, its NICs, boot override and reset."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import BmcRefused
+
+
+@dataclass(frozen=True)
+class System:
+    """What the flow needs from one ComputerSystem resource (pure: built from its JSON)."""
+
+    path: str
+    name: str
+    power: str | None
+    serial: str | None
+    bios_version: str | None
+    managers: tuple
+    nics_path: str | None
+    reset_target: str
+    reset_types: tuple
+    boot_targets: tuple
+
+    @classmethod
+    def from_json(cls, body: dict) -> "System":
+        actions = body.get("Actions", {}).get("#ComputerSystem.Reset", {})
+        boot = body.get("Boot") or {}
+        path = body.get("@odata.id", "")
+        return cls(
+            path=path, name=body.get("Name") or body.get("Id") or "",
+            power=body.get("PowerState"), serial=body.get("SerialNumber") or None,
+            bios_version=body.get("BiosVersion"),
+            managers=tuple(_ids(body.get("Links", {}).get("ManagedBy"))),
+            nics_path=_id(body.get("EthernetInterfaces")),
+            reset_target=actions.get("target") or f"{path}/Actions/ComputerSystem.Reset",
+            reset_types=tuple(actions.get("ResetType@Redfish.AllowableValues") or ()),
+            boot_targets=tuple(boot.get("BootSourceOverrideTarget@Redfish.AllowableValues") or ()))
+
+
+def _id(link) -> str | None:
+    return link.get("@odata.id") if isinstance(link, dict) else None
+
+
+def _ids(links) -> list:
+    return [i for i in (_id(link) for link in links or ()) if i]
+
+
+def members(body: dict) -> list:
+    """The member paths of a Redfish collection."""
+    return _ids(body.get("Members"))
+
+
+def read_system(client, path: str) -> System:
+    return System.from_json(client.get(path, "system"))
+
+
+def find_system(client, system: str) -> System:
+    """The ComputerSystem named ``system`` (an id or a path); ``auto``: the one the BMC has."""
+    if system.startswith("/"):
+        return read_system(client, system)
+    if system != "auto":
+        return read_system(client, f"/redfish/v1/Systems/{system}")
+    paths = members(client.get("/redfish/v1/Systems", "systems"))
+    if len(paths) != 1:
+        raise BmcRefused(f"redfish.system is auto but the BMC has {len(paths)} systems; "
+                         "name one in the zone file", client.name)
+    return read_system(client, paths[0])
+
+
+def mac_addresses(client, system: System) -> list:
+    """Every NIC's MAC address, lower case, in the BMC's order."""
+    if not system.nics_path:
+        return []
+    macs = []
+    for path in members(client.get(system.nics_path, "ethernet interfaces")):
+        nic = client.get(path, "ethernet interface")
+        mac = nic.get("MACAddress") or nic.get("PermanentMACAddress")
+        if mac:
+            macs.append(mac.lower())
+    return macs
+
+
+def boot_once_body(target: str, uri: str | None = None) -> dict:
+    """The PATCH body for a one-time boot override (``UefiHttp`` may carry a URI)."""
+    boot = {"BootSourceOverrideEnabled": "Once", "BootSourceOverrideTarget": target}
+    if uri:
+        boot["HttpBootUri"] = uri
+    return {"Boot": boot}
+
+
+def choose_boot(system: System, uri: str | None) -> tuple:
+    """PXE, or UEFI HTTP boot when a URI is given and the BMC offers it."""
+    if uri and "UefiHttp" in system.boot_targets:
+        return "UefiHttp", uri
+    if system.boot_targets and "Pxe" not in system.boot_targets:
+        raise BmcRefused(f"boot override to Pxe not offered (allowed: {', '.join(system.boot_targets)})")
+    return "Pxe", None
+
+
+def choose_reset(system: System) -> str:
+    """Restart a running system, power on one that is off."""
+    allowed = system.reset_types
+    wanted = ("ForceRestart", "GracefulRestart") if system.power == "On" else ("On", "ForceOn")
+    for kind in wanted:
+        if not allowed or kind in allowed:
+            return kind
+    raise BmcRefused(f"no reset type for power state {system.power} (allowed: {', '.join(allowed)})")
+
+
+def set_boot_once(client, system: System, uri: str | None = None) -> str:
+    target, uri = choose_boot(system, uri)
+    client.patch(system.path, boot_once_body(target, uri), "one-time boot override")
+    return target
+
+
+def reset(client, system: System, kind: str | None = None, target: str | None = None) -> str:
+    kind = kind or choose_reset(system)
+    client.post(target or system.reset_target, {"ResetType": kind}, f"reset {kind}")
+    return kind

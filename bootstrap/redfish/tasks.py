@@ -1,0 +1,96 @@
+"""``/redfish/v1/TaskService``: follow an update task to a terminal state."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from .errors import BmcRefused, TaskFailed, TaskTimeout
+
+TERMINAL = frozenset({"Completed", "Exception", "Killed", "Cancelled"})
+
+
+@dataclass
+class Backoff:
+    """Poll delays: ``first``, doubling, capped at ``cap``."""
+
+    first: float = 0.2
+    cap: float = 5.0
+    factor: float = 2.0
+
+    def delays(self):
+        delay = self.first
+        while True:
+            yield delay
+            delay = min(self.cap, delay * self.factor)
+
+
+@dataclass
+class Outcome:
+    """A finished task: its state, status and the BMC's messages."""
+
+    state: str
+    status: str | None = None
+    messages: list = field(default_factory=list)
+
+    @classmethod
+    def from_task(cls, task: dict) -> "Outcome":
+        return cls(task.get("TaskState", "Completed"), task.get("TaskStatus"),
+                   [m for m in task.get("Messages") or () if isinstance(m, dict)])
+
+    @property
+    def ok(self) -> bool:
+        return self.state == "Completed" and self.status not in ("Critical",)
+
+    def text(self) -> str:
+        texts = [str(m.get("Message") or m.get("MessageId")) for m in self.messages]
+        return "; ".join(t for t in texts if t) or f"task {self.state}"
+
+    def reset_request(self) -> tuple | None:
+        """(target, ResetType) when the task says a reset applies the update, else None."""
+        for m in self.messages:
+            message_id = str(m.get("MessageId", ""))
+            if message_id.endswith(".ResetRequired") or message_id.endswith(".AwaitingActivation"):
+                args = list(m.get("MessageArgs") or [])
+                target = args[0] if args and str(args[0]).startswith("/") else None
+                kind = args[1] if len(args) > 1 else None
+                return target, kind
+        return None
+
+
+def poll_once(client, ref) -> Outcome | None:
+    """One look at the task: its outcome when terminal, None while it runs."""
+    if ref.done:
+        return Outcome("Completed")
+    if ref.monitor:
+        answer = client.request("GET", ref.monitor, what="task monitor", ok=(404,))
+        if answer.status == 202:
+            return None
+        if "TaskState" in answer.body:
+            return _terminal(answer.body)
+        if answer.status in (200, 204) and not ref.task:
+            return Outcome("Completed")   # the monitor answered with the operation's result
+        if answer.status == 404 and not ref.task:
+            raise BmcRefused("task monitor vanished before the task finished", client.name)
+    return _terminal(client.get(ref.task, "task"))
+
+
+def _terminal(task: dict) -> Outcome | None:
+    outcome = Outcome.from_task(task)
+    return outcome if outcome.state in TERMINAL else None
+
+
+def follow(client, ref, timeout: float = 1800.0, backoff: Backoff | None = None,
+           clock=time.monotonic, sleep=time.sleep) -> Outcome:
+    """Poll until the task is terminal; TaskFailed unless it Completed."""
+    deadline = clock() + timeout
+    for delay in (backoff or Backoff()).delays():
+        outcome = poll_once(client, ref)
+        if outcome is not None:
+            if not outcome.ok:
+                raise TaskFailed(f"update task {outcome.state}: {outcome.text()}", client.name)
+            return outcome
+        if clock() + delay > deadline:
+            raise TaskTimeout(f"update task still running after {timeout:.0f}s", client.name)
+        sleep(delay)
+    raise AssertionError("unreachable")
