@@ -1,0 +1,328 @@
+"""The DHCP service against real ISC dhcrelay, dhclient and busybox udhcpc.
+
+Topology (every piece a network namespace of this test, veths only between them)::
+
+    srv (br0 10.17.0.2, DhcpServer on :67)
+     ├─ tora  up 10.17.0.101; swp1..4, swp9: 10.17.1.1 (pod gateway)  dhcrelay → giaddr 10.17.1.1
+     ├─ torb  up 10.17.0.102; swp3: 10.17.1.3 (tor-b's own address)   dhcrelay → giaddr 10.17.1.3
+     ├─ lom   up 10.17.0.103; swp3: 10.16.1.1 (pod gateway on lom)     dhcrelay → giaddr 10.16.1.1
+     └─ rogue (a client straight on the server's segment)
+    each client namespace: eth0 ↔ one relay port swpN
+
+dhcrelay puts the receiving interface name in the circuit-id and sends no
+remote-id, so ports are named swpN and switches are known by giaddr.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import textwrap
+import threading
+
+import pytest
+
+from bootstrap.dhcp.server import DhcpServer
+from bootstrap.metrics import DHCP_ANSWERS
+from bootstrap.state import EventWriter, Store
+from netns import Lab, wait_for
+
+pytestmark = [pytest.mark.netns, pytest.mark.timeout(120)]
+SERVER = "10.17.0.2"
+CONTROLLER = "http://10.17.0.2:8080"
+TOOLS = ("dhcrelay", "dhclient", "udhcpc", "ip")
+# relay namespace: (uplink address, address on every client port, client ports)
+SWITCHES = {
+    "tora": ("10.17.0.101", "10.17.1.1/24", ("swp1", "swp2", "swp3", "swp4", "swp9")),
+    "torb": ("10.17.0.102", "10.17.1.3/24", ("swp3",)),
+    "lom": ("10.17.0.103", "10.16.1.1/24", ("swp3",)),
+}
+CLEAN_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C"}
+
+UDHCPC_SCRIPT = r"""#!/bin/sh
+# udhcpc event script: record every event, configure the interface, never touch resolv.conf.
+{ echo "=== $1"; env; } >> "$(dirname "$0")/events"
+case "$1" in
+  bound|renew)
+    ip addr replace "$ip/${mask:-24}" dev "$interface"
+    [ -n "$router" ] && ip route replace default via "${router%% *}" dev "$interface"
+    ;;
+esac
+exit 0
+"""
+
+DHCLIENT_SCRIPT = r"""#!/bin/sh
+# dhclient-script stand-in: record every event, configure the interface, nothing else.
+{ echo "=== $reason"; env; } >> "$(dirname "$0")/events"
+case "$reason" in
+  PREINIT) ip link set "$interface" up ;;
+  BOUND|RENEW|REBIND|REBOOT)
+    ip addr replace "$new_ip_address/$new_subnet_mask" dev "$interface"
+    [ -n "$new_routers" ] && ip route replace default via "${new_routers%% *}" dev "$interface"
+    ;;
+esac
+exit 0
+"""
+
+DHCLIENT_CONF = """\
+option pxe-arch code 93 = unsigned integer 16;
+option ipxe-encap code 175 = string;
+send vendor-class-identifier "PXEClient:Arch:00007:UNDI:003016";
+send user-class "iPXE";
+send pxe-arch 7;
+request subnet-mask, routers, domain-name-servers, host-name, domain-name, ntp-servers,
+        bootfile-name, tftp-server-name, dhcp-lease-time, dhcp-server-identifier, ipxe-encap;
+timeout 20;
+retry 1;
+initial-interval 1;
+"""
+
+
+def _missing_tools():
+    return [t for t in TOOLS if shutil.which(t) is None]
+
+
+@pytest.fixture(scope="module")
+def net(lab_plan, tmp_path_factory):
+    if os.geteuid() != 0 or _missing_tools():
+        pytest.skip(f"needs root and {', '.join(_missing_tools()) or 'namespaces'}")
+    tmp = tmp_path_factory.mktemp("dhcp")
+    lab = Lab("dh")
+    store = Store(str(tmp / "zone.db"))
+    writer = EventWriter(store, interval=0.02)
+    try:
+        topo = Topology(lab, lab_plan, writer, tmp)
+        yield topo
+    finally:
+        topo_server = locals().get("topo")
+        if topo_server is not None:
+            topo_server.stop()
+        lab.close()
+        writer.close()
+        store.close()
+
+
+class Topology:
+    def __init__(self, lab: Lab, plan, writer: EventWriter, tmp):
+        self.lab, self.plan, self.writer, self.store, self.tmp = lab, plan, writer, writer.store, tmp
+        self.srv = lab.namespace("srv")
+        lab.bridge(self.srv, "br0", f"{SERVER}/24")
+        self.relays, self.clients = {}, {}
+        for name, (up, down, ports) in SWITCHES.items():
+            self.relay(name, up, down, ports)
+        self.clients[(None, "rogue0")] = self._client(None, "rogue0")
+        self.srv.route("10.17.1.0/24", "via", "10.17.0.101")
+        self.srv.route("10.17.1.3/32", "via", "10.17.0.102")
+        self.srv.route("10.16.1.0/24", "via", "10.17.0.103")
+        with self.srv.entered():
+            self.server = DhcpServer(plan, "0.0.0.0", server_id=SERVER, events=writer,
+                                     http_base_url=CONTROLLER)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        for name, (up, down, ports) in SWITCHES.items():
+            cmd = ["dhcrelay", "-4", "-d", "--no-pid", "-a", "-m", "replace", "-iu", "uplink"]
+            for port in ports:
+                cmd += ["-id", port]
+            self.relays[name].popen(cmd + [SERVER])
+
+    def relay(self, name: str, up: str, down: str, ports) -> None:
+        """A switch: uplink on the server's bridge, a client cabled to each port swpN."""
+        ns = self.relays[name] = self.lab.namespace(name)
+        self.lab.link(ns, "uplink", self.srv, f"{name}-up", f"{up}/24")
+        self.lab.attach(self.srv, f"{name}-up", "br0")
+        ns.route("default", "via", SERVER)
+        for key, value in (("ip_forward", "1"), ("conf.all.rp_filter", "0"),
+                           ("conf.default.rp_filter", "0")):
+            ns.sysctl(f"net.ipv4.{key}", value)
+        for port in ports:
+            self.clients[(name, port)] = self._client(name, port)
+            # The pod gateway on every port, without a prefix route per port: the relay
+            # learns each host's route the way a ToR learns it from ARP (Client.learn).
+            ns.address(port, down, "noprefixroute")
+
+    def _client(self, relay: str | None, port: str):
+        """A client namespace whose eth0 is cabled to ``relay``'s ``port`` (None: the server's bridge)."""
+        ns = self.lab.namespace(f"{relay or 'srv'}-{port}")
+        folder = self.tmp / ns.name
+        folder.mkdir()
+        if relay is None:
+            self.lab.link(ns, "eth0", self.srv, port)
+            self.lab.attach(self.srv, port, "br0")
+        else:
+            self.lab.link(ns, "eth0", self.relays[relay], port)
+        return Client(self, ns, folder, relay, port)
+
+    def client(self, relay: str | None, port: str):
+        return self.clients[(relay, port)]
+
+    def events(self, kind: str) -> list:
+        return [e for e in self.store.events(kind=kind, limit=10000)]
+
+    def stop(self):
+        self.server.shutdown()
+        self.thread.join(timeout=5)
+        self.server.close()
+
+
+
+
+class Client:
+    def __init__(self, topo: Topology, ns, folder, relay, port):
+        self.topo, self.ns, self.folder, self.relay, self.port = topo, ns, folder, relay, port
+        self.proc = None
+
+    def script(self, text: str) -> str:
+        path = self.folder / "script"
+        path.write_text(textwrap.dedent(text))
+        path.chmod(0o755)
+        return str(path)
+
+    def udhcpc(self, *args: str, once: bool = True):
+        cmd = ["udhcpc", "-f", "-i", "eth0", "-s", self.script(UDHCPC_SCRIPT), "-t", "6", "-T", "1",
+               "-O", "hostname", "-O", "domain", "-O", "ntpsrv", "-O", "bootfile", "-O", "tftp",
+               "-O", "dns", "-O", "router", *args]
+        if once:
+            return self.ns.run(cmd + ["-n", "-q"], check=False, timeout=30, env=CLEAN_ENV)
+        self.proc = self.ns.popen(cmd, env=CLEAN_ENV)
+        return self.proc
+
+    def dhclient(self, conf: str = DHCLIENT_CONF):
+        (self.folder / "dhclient.conf").write_text(conf)
+        cmd = ["dhclient", "-4", "-d", "-v", "-1", "-cf", str(self.folder / "dhclient.conf"),
+               "-lf", str(self.folder / "leases"), "-pf", str(self.folder / "pid"),
+               "-sf", self.script(DHCLIENT_SCRIPT), "eth0"]
+        self.proc = self.ns.popen(cmd, env=CLEAN_ENV)
+        return self.proc
+
+    def records(self) -> list:
+        """Every script call as (event, env dict), in order."""
+        path = self.folder / "events"
+        if not path.exists():
+            return []
+        out = []
+        for block in path.read_text().split("=== ")[1:]:
+            head, _, body = block.partition("\n")
+            env = dict(line.split("=", 1) for line in body.splitlines() if "=" in line)
+            out.append((head.strip(), env))
+        return out
+
+    def bound(self, *events: str, count: int = 1):
+        """The env of the ``count``-th script call among ``events``, once it happened."""
+        def find():
+            hits = [env for event, env in self.records() if event in events]
+            return hits[count - 1] if len(hits) >= count else None
+        env = wait_for(find, timeout=20)
+        assert env is not None, f"no {events} #{count}: {self.records()}"
+        return env
+
+    def learn(self, address: str) -> None:
+        """The switch learns where the host is, as a ToR does from ARP."""
+        self.topo.relays[self.relay].route(f"{address}/32", "dev", self.port)
+
+    def stop(self):
+        if self.proc is not None:
+            self.topo.lab.stop(self.proc)
+
+
+def wait_event(net: Topology, kind: str, **match):
+    def find():
+        for event in net.events(kind):
+            if all(event["detail"].get(k) == v or event.get(k) == v for k, v in match.items()):
+                return event
+        return None
+    return wait_for(find, timeout=10)
+
+
+def test_udhcpc_bios_pxe_gets_unit_3_and_renews(net):
+    client = net.client("tora", "swp3")
+    client.udhcpc("-V", "PXEClient:Arch:00000:UNDI:002001", "-x", "0x5d:0000", once=False)
+    env = client.bound("bound")
+    assert env["ip"] == "10.17.1.13"
+    assert env["subnet"] == "255.255.255.0"
+    assert env["router"] == "10.17.1.1"
+    assert env["hostname"] == "p01-u03"
+    assert env["domain"] == "lab1.example.net"
+    assert env["dns"].split() == ["192.0.2.53"]
+    assert env["ntpsrv"].split() == ["192.0.2.123"]
+    assert env["serverid"] == SERVER
+    assert env["siaddr"] == SERVER and env["boot_file"] == "undionly.kpxe"
+    assert env["tftp"] == SERVER and env["bootfile"] == "undionly.kpxe"
+    assert env["lease"] == "3600"
+    lease = wait_event(net, "lease", node="p01-u03", port=3)
+    assert lease["detail"]["address"] == "10.17.1.13"
+    # RENEW: unicast to the server through the relay's routing, no Option 82.
+    client.learn("10.17.1.13")
+    os.killpg(client.proc.pid, signal.SIGUSR1)  # busybox udhcpc: renew now
+    renewed = client.bound("renew")
+    assert renewed["ip"] == "10.17.1.13" and renewed["hostname"] == "p01-u03"
+    assert wait_event(net, "lease", node="p01-u03", switch="renewal") is not None
+    client.stop()
+
+
+def test_dhclient_ipxe_gets_boot_script_url_and_identity(net):
+    client = net.client("tora", "swp4")
+    client.dhclient()
+    env = client.bound("BOUND")
+    assert env["new_ip_address"] == "10.17.1.14"
+    assert env["new_host_name"] == "p01-u04"
+    assert env["new_domain_name"] == "lab1.example.net"
+    assert env["new_routers"] == "10.17.1.1"
+    assert env["new_subnet_mask"] == "255.255.255.0"
+    assert env["new_domain_name_servers"] == "192.0.2.53"
+    assert env["new_ntp_servers"] == "192.0.2.123"
+    assert env["new_dhcp_server_identifier"] == SERVER
+    assert env["new_bootfile_name"] == f"{CONTROLLER}/boot/ipxe"
+    assert env["new_ipxe_encap"] == "b0:1:1"  # 175.176 = 1: iPXE, skip PXE's second round
+    client.stop()
+
+
+def test_two_relays_give_the_same_identity(net):
+    a, b = net.client("tora", "swp2"), net.client("torb", "swp3")
+    uefi = ("-V", "PXEClient:Arch:00007:UNDI:003016", "-x", "0x5d:0007")
+    first, second = a.udhcpc(*uefi), b.udhcpc(*uefi)
+    assert first.returncode == 0 and second.returncode == 0, (first.stdout, second.stdout)
+    env_b = b.bound("bound")
+    assert env_b["ip"] == "10.17.1.13" and env_b["hostname"] == "p01-u03"
+    assert env_b["boot_file"] == "ipxe.efi" and env_b["siaddr"] == SERVER
+    env_a = a.bound("bound")
+    assert env_a["ip"] == "10.17.1.12" and env_a["hostname"] == "p01-u02"
+    same = ("subnet", "router", "dns", "domain", "ntpsrv", "lease", "boot_file", "siaddr")
+    assert {k: env_a[k] for k in same} == {k: env_b[k] for k in same}
+
+
+def test_bmc_on_the_lom_network_gets_its_identity_and_no_boot_file(net):
+    client = net.client("lom", "swp3")
+    result = client.udhcpc()
+    assert result.returncode == 0, result.stdout
+    env = client.bound("bound")
+    assert env["ip"] == "10.16.1.13" and env["hostname"] == "p01-u03-bmc"
+    assert env["router"] == "10.16.1.1"
+    assert "boot_file" not in env and "bootfile" not in env
+
+
+def test_unknown_port_gets_nothing_and_an_event(net):
+    client = net.client("tora", "swp9")
+    result = client.udhcpc("-t", "2")
+    assert result.returncode != 0
+    assert [e for e, _ in client.records() if e == "bound"] == []
+    event = wait_event(net, "unknown-location", port=9)
+    assert event is not None and event["detail"]["circuit_id"] == "swp9"
+
+
+def test_client_sending_its_own_option_82_without_relay_gets_nothing(net):
+    client = net.client(None, "rogue0")
+    before = DHCP_ANSWERS.labels(type="drop:untrusted-relay")._value.get()
+    result = client.udhcpc("-t", "2", "-x", "0x52:010473777033")  # circuit-id "swp3"
+    assert result.returncode != 0
+    assert [e for e, _ in client.records() if e == "bound"] == []
+    assert wait_event(net, "untrusted-relay", giaddr="0.0.0.0") is not None
+    assert DHCP_ANSWERS.labels(type="drop:untrusted-relay")._value.get() > before
+
+
+def test_relay_overwrites_a_forged_option_82(net):
+    client = net.client("tora", "swp1")
+    result = client.udhcpc("-x", "0x52:010473777033")  # claims swp3, cabled to swp1
+    assert result.returncode == 0, result.stdout
+    env = client.bound("bound")
+    assert env["ip"] == "10.17.1.11" and env["hostname"] == "p01-u01"
