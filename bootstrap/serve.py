@@ -66,25 +66,29 @@ def server_address(plan: Plan, options: ServeOptions) -> str:
 class Services:
     def __init__(self, plan: Plan, store: Store, options: ServeOptions):
         self.plan, self.store, self.options = plan, store, options
-        self.events = EventWriter(store)
+        self.events: EventWriter | None = None
         self.address = server_address(plan, options)
         self.running: list[tuple[str, object, threading.Thread]] = []
         self.stopped = threading.Event()
 
     def start(self) -> None:
         o = self.options
-        starters = [(o.dhcp, "dhcp", self._dhcp), (o.tftp, "tftp", self._tftp),
-                    (o.dns, "dns", self._dns), (o.http, "http", self._http)]
+        # HTTP forks gunicorn: it goes first, while this process has no other threads.
+        starters = [(o.http, "http", self._http), (o.dhcp, "dhcp", self._dhcp),
+                    (o.tftp, "tftp", self._tftp), (o.dns, "dns", self._dns)]
         try:
             for wanted, name, make in starters:
+                if self.events is None and name != "http":
+                    self.events = EventWriter(self.store)
                 if wanted:
                     service, run = make()
                     thread = threading.Thread(target=self._guard, args=(name, run), daemon=True,
                                               name=f"svc-{name}")
                     thread.start()
                     self.running.append((name, service, thread))
-                    self.store.register_service(f"{socket.gethostname()}:{os.getpid()}:{name}",
-                                                name, self.address, self.plan.zone.digest)
+                    if name != "http":  # the HTTP child registers itself
+                        self.store.register_service(self.ident(name), name, self.address,
+                                                    self.plan.zone.digest)
         except OSError as exc:
             self.stop()
             raise InputError(f"cannot open a service socket: {exc}") from None
@@ -92,9 +96,11 @@ class Services:
     def _guard(self, name: str, run) -> None:
         try:
             run()
+            if not self.stopped.is_set():
+                log.error("%s service exited", name)
         except Exception:  # a dying service is logged and stops the rest cleanly
             log.exception("%s service died", name)
-            self.stopped.set()
+        self.stopped.set()
 
     def _dhcp(self):
         from .dhcp.server import DhcpServer
@@ -120,14 +126,18 @@ class Services:
         return service, service.serve_forever
 
     def _http(self):
-        from .http.wsgi import HttpServer
+        from .http.wsgi import spawn_http
 
-        server = HttpServer(self.plan, self.store, self.options.bind, self.options.http_port)
-        return server, server.serve_forever
+        proc = spawn_http(self.plan, self.store, self.options.bind, self.options.http_port)
+        return _Child(proc), proc.join
+
+    @staticmethod
+    def ident(name: str) -> str:
+        return f"{name}-{socket.gethostname()}-{os.getpid()}"
 
     def heartbeat(self) -> None:
         for name, _service, _thread in self.running:
-            self.store.heartbeat(f"{socket.gethostname()}:{os.getpid()}:{name}")
+            self.store.heartbeat(self.ident(name))
 
     def wait(self, interval: float = 5.0) -> None:
         while not self.stopped.wait(interval):
@@ -143,4 +153,19 @@ class Services:
                     except Exception:  # stopping must reach every service
                         log.exception("stopping %s", name)
                     break
-        self.events.close()
+            self.store.unregister_service(self.ident(name))
+        if self.events is not None:
+            self.events.close()
+
+
+class _Child:
+    """A service in a child process, stopped like the threaded ones."""
+
+    def __init__(self, proc):
+        self.proc = proc
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.join(10)
+        if self.proc.is_alive():
+            self.proc.kill()

@@ -216,6 +216,10 @@ class Store:
             db.execute("INSERT OR REPLACE INTO services VALUES (?,?,?,?,?,?,?)",
                        (ident, kind, address, os.getpid(), zone_digest, now, now))
 
+    def unregister_service(self, ident: str) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM services WHERE id=?", (ident,))
+
     def heartbeat(self, ident: str) -> None:
         with self._tx() as db:
             db.execute("UPDATE services SET heartbeat=? WHERE id=?", (time.time(), ident))
