@@ -3,7 +3,7 @@
 :func:`serve_http` runs gunicorn's master in the calling process (it must be the
 main thread: gunicorn handles signals) and forks workers; each worker opens its
 own connection to the state database, since SQLite handles must not cross a fork.
-:func:`spawn_http` runs the same in a child process for an orchestrator;
+:class:`HttpServer` runs the same in a child process for ``zone serve``'s threads;
 :func:`serving` runs the app on a thread, for tests that need a real socket.
 
 From a shell: ``python3 -m bootstrap.http.wsgi ZONE --state PATH --port N``, or
@@ -15,15 +15,19 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import multiprocessing
 import os
+import pickle
+import signal
 import socket
+import subprocess
 import sys
+import tempfile
 import threading
 
 from gunicorn.app.base import BaseApplication
 from werkzeug.serving import make_server
 
+from ..errors import WorkError
 from ..plan import Plan, compile_plan
 from ..state import Store
 from ..zone import load_zone
@@ -61,16 +65,20 @@ def gunicorn_options(bind: str, port: int, workers: int, threads: int) -> dict:
 
 
 def serve_http(plan: Plan, store: Store, bind: str = "0.0.0.0", port: int = 8080,
-               config: dict | None = None, workers: int = 1, threads: int = 16) -> int:
+               config: dict | None = None, workers: int = 1, threads: int = 16,
+               register: bool = True) -> int:
     """Serve until SIGTERM/SIGINT with gunicorn; returns gunicorn's exit status.
 
+    Must run on the main thread of its process (gunicorn's master handles signals).
     The per-node token secret is settled here, before the fork, so every worker
-    signs alike. The service is registered in ``store`` with the zone digest.
+    signs alike. With ``register`` the service is recorded in ``store`` with the
+    zone digest (``zone status`` shows it).
     """
     config = dict(config or {})
     config.setdefault("NODE_SECRET", node_secret(config, store.path))
-    store.register_service(f"http-{socket.gethostname()}-{port}", "http", f"{bind}:{port}",
-                           plan.zone.digest)
+    if register:
+        store.register_service(f"{socket.gethostname()}:{os.getpid()}:http", "http",
+                               f"{bind}:{port}", plan.zone.digest)
     app = _Gunicorn(_worker_factory(plan, store.path, config),
                     gunicorn_options(bind, port, workers, threads))
     try:
@@ -80,14 +88,87 @@ def serve_http(plan: Plan, store: Store, bind: str = "0.0.0.0", port: int = 8080
     return 0
 
 
-def spawn_http(plan: Plan, store: Store, bind: str = "0.0.0.0", port: int = 8080,
-               config: dict | None = None, workers: int = 1, threads: int = 16):
-    """:func:`serve_http` in a forked child; returns the started process (terminate() stops it)."""
-    ctx = multiprocessing.get_context("fork")
-    proc = ctx.Process(target=serve_http, name=f"zone-http-{port}",
-                       args=(plan, store, bind, port, config, workers, threads), daemon=False)
-    proc.start()
-    return proc
+def _die_with_parent() -> None:
+    """Linux: SIGTERM this process when the one that started it dies (no orphaned server)."""
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def write_spec(plan: Plan, config: dict) -> str:
+    """The plan and settings for a child server, in a private file it reads once and removes."""
+    fd, path = tempfile.mkstemp(prefix="zone-http-", suffix=".pickle")
+    with os.fdopen(fd, "wb") as fh:  # mkstemp: mode 0600, the node secret is inside
+        pickle.dump({"plan": plan, "config": config}, fh)
+    return path
+
+
+def read_spec(path: str) -> tuple[Plan, dict]:
+    with open(path, "rb") as fh:
+        spec = pickle.load(fh)
+    os.unlink(path)
+    return spec["plan"], spec["config"]
+
+
+class HttpServer:
+    """gunicorn in a child process, driven like a server object from a thread.
+
+    For ``zone serve``, which runs every service on a thread of one process:
+    ``serve_forever()`` starts ``python3 -m bootstrap.http.wsgi`` (a fresh
+    interpreter: the parent has threads and locks a fork would copy) and waits on
+    it; ``shutdown()`` stops it gracefully. An in-memory store cannot be shared
+    with a child: it is served on a werkzeug thread instead (tests only).
+    """
+
+    def __init__(self, plan: Plan, store: Store, bind: str = "0.0.0.0", port: int = 8080,
+                 config: dict | None = None, workers: int = 1, threads: int = 16):
+        self.plan, self.store, self.bind, self.port = plan, store, bind, port
+        self.config = dict(config or {})
+        self.config.setdefault("NODE_SECRET", node_secret(self.config, store.path))
+        self.workers, self.threads = workers, threads
+        self.proc = self.local = None
+        self.stopping = threading.Event()
+        self.lock = threading.Lock()
+
+    def command(self, spec: str) -> list[str]:
+        return [sys.executable, "-m", "bootstrap.http.wsgi", "--spec", spec,
+                "--state", self.store.path, "--bind", self.bind, "--port", str(self.port),
+                "--workers", str(self.workers), "--threads", str(self.threads)]
+
+    def _start(self) -> None:
+        if self.store.path == ":memory:":
+            app = create_app(self.plan, self.store, self.config)
+            self.local = ThreadedServer(app, self.bind, self.port)
+        else:
+            spec = write_spec(self.plan, self.config)
+            self.proc = subprocess.Popen(self.command(spec), stdin=subprocess.DEVNULL)
+
+    def serve_forever(self) -> None:
+        with self.lock:
+            if self.stopping.is_set():
+                return
+            self._start()
+        if self.local is not None:
+            self.local.thread.join()
+            return
+        code = self.proc.wait()
+        if code and not self.stopping.is_set():
+            raise WorkError(f"the HTTP service on {self.bind}:{self.port} exited with status {code}")
+
+    def shutdown(self, timeout: float = 10) -> None:
+        with self.lock:
+            self.stopping.set()
+        if self.local is not None:
+            self.local.close()
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()  # SIGTERM: gunicorn finishes the requests in flight
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout)
 
 
 class ThreadedServer:
@@ -130,7 +211,8 @@ def app_from_env():
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m bootstrap.http.wsgi",
                                      description="serve the zone's HTTP service with gunicorn")
-    parser.add_argument("zone")
+    parser.add_argument("zone", nargs="?", help="the zone file (or --spec)")
+    parser.add_argument("--spec", help="a plan and settings written by HttpServer (read once)")
     parser.add_argument("--state", required=True)
     parser.add_argument("--bind", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
@@ -139,13 +221,21 @@ def main(argv=None) -> int:
     parser.add_argument("--public-url", help="base of handed-out URLs (default controller.url)")
     parser.add_argument("--trust-x-forwarded-for", action="store_true")
     args = parser.parse_args(argv)
-    plan = compile_plan(load_zone(args.zone))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if args.spec:
+        _die_with_parent()
+        plan, config = read_spec(args.spec)
+    elif args.zone:
+        plan, config = compile_plan(load_zone(args.zone)), {}
+    else:
+        parser.error("give a zone file or --spec")
     store = Store(args.state)
     store.seed(plan)
-    config = {"TRUST_X_FORWARDED_FOR": args.trust_x_forwarded_for}
+    config.setdefault("TRUST_X_FORWARDED_FOR", args.trust_x_forwarded_for)
     if args.public_url:
         config["PUBLIC_URL"] = args.public_url
-    return serve_http(plan, store, args.bind, args.port, config, args.workers, args.threads)
+    return serve_http(plan, store, args.bind, args.port, config, args.workers, args.threads,
+                      register=not args.spec)
 
 
 if __name__ == "__main__":
