@@ -71,6 +71,7 @@ def bmc_message(body) -> str:
     err = body.get("error")
     if not isinstance(err, dict):
         return _messages_text(body.get("Messages"))
+    # ExtendedInfo is the precise one when it has text; some BMCs send only its ids.
     text = _messages_text(err.get("@Message.ExtendedInfo"))
     return text or str(err.get("message") or err.get("code") or "")
 
@@ -78,9 +79,8 @@ def bmc_message(body) -> str:
 def _messages_text(messages) -> str:
     if not isinstance(messages, list):
         return ""
-    texts = [str(m.get("Message") or m.get("MessageId") or "") for m in messages
-             if isinstance(m, dict)]
-    return "; ".join(t for t in texts if t)
+    texts = [str(m["Message"]) for m in messages if isinstance(m, dict) and m.get("Message")]
+    return "; ".join(texts)
 
 
 def error_for(status: int, body, bmc: str, what: str) -> RedfishError | None:
