@@ -46,8 +46,8 @@ def resolve(svc: HttpService, path: str) -> str:
         full = os.path.join(svc.settings["IPXE_DIR"], parts[0])
     elif parts[0] in served_folders(svc):
         full = os.path.join(svc.files_root, *parts)
-        if not _inside(svc.files_root, full):
-            _refuse(svc, path, "leads outside the files root")
+        if not _inside(os.path.join(svc.files_root, parts[0]), full):  # symlinks included
+            _refuse(svc, path, "leads outside its served folder")
     else:
         raise NotFound(f"/files/{path}: not a served folder")
     if not os.path.isfile(full):
