@@ -49,4 +49,4 @@ def request(kind: int, mac: str = "52:54:00:00:00:01", xid: int = 0x1234, *, gia
     if circuit is not None or remote is not None or link is not None:
         options[codec.RELAY_AGENT_INFO] = relay_agent(circuit, remote, link)
     return Packet(op=BOOTREQUEST, xid=xid, hops=1 if giaddr != ZERO else 0, ciaddr=ciaddr,
-                  giaddr=giaddr, chaddr=mac_bytes(mac), options=options)
+                  giaddr=giaddr, chaddr=mac_bytes(mac).ljust(16, b"\x00"), options=options)
