@@ -199,7 +199,7 @@ class BmcClient:
                 return fn()
             except RetriesExhaustedError as exc:
                 failure = _unreachable(exc.__cause__, self.name, what)
-                repeat = method in _SAFE_TO_REPEAT or _nothing_sent(exc.__cause__)
+                repeat = _worth_repeating(exc.__cause__, method)
             except Transient as exc:
                 failure, repeat = exc, True
             if not repeat or attempt == self.policy.retries:
@@ -230,6 +230,13 @@ def _retry_after(value: str | None) -> float | None:
         return max(0.0, float(value)) if value else None
     except ValueError:
         return None
+
+
+def _worth_repeating(cause, method: str) -> bool:
+    """A certificate the BMC will present again fails again; other network trouble may pass."""
+    if isinstance(cause, requests.exceptions.SSLError):
+        return False
+    return method in _SAFE_TO_REPEAT or _nothing_sent(cause)
 
 
 def _nothing_sent(cause) -> bool:

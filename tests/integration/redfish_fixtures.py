@@ -15,6 +15,7 @@ import datetime
 import hashlib
 import ipaddress
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -50,6 +51,9 @@ DOMAIN = ("<domain type='test'><name>{name}</name><memory>1048576</memory><vcpu>
           "<os><type>hvm</type><boot dev='hd'/></os><devices>"
           "<interface type='network'><mac address='{mac}'/><source network='default'/></interface>"
           "</devices></domain>")
+
+
+_ACCESS = re.compile(r'"(?P<method>[A-Z]+) (?P<path>\S+) HTTP/[\d.]+" (?P<status>\d{3})')
 
 
 def mac_for(name: str) -> str:
@@ -145,6 +149,22 @@ class Emulator:
         except OSError:
             return ""
 
+    def requests(self) -> list:
+        """(method, path, status) of every request the emulator logged, in order."""
+        out = []
+        for line in self.log_lines():
+            m = _ACCESS.search(line)
+            if m:
+                out.append((m["method"], m["path"], int(m["status"])))
+        return out
+
+    def log_lines(self) -> list:
+        try:
+            with open(os.path.join(self.workdir, "emulator.log"), errors="replace") as fh:
+                return fh.read().splitlines()
+        except OSError:
+            return []
+
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
@@ -185,12 +205,13 @@ class Emulator:
 
 def zone_for(emulator: Emulator, workdir: str, base: str = LAB_ZONE, pods=None,
              firmware: dict | None = None, ca_file: str | None = None,
-             url: str | None = None) -> str:
+             url: str | None = None, password: str | None = None, edit=None) -> str:
     """A copy of ``base`` whose redfish section points at ``emulator``; returns its path.
 
     ``pods`` replaces the pod list; ``firmware`` replaces the catalog (image paths
-    are made absolute so the copy can live anywhere); the BMC password goes to a
-    file beside the copy, as the zone contract wants.
+    are made absolute so the copy can live anywhere); the BMC password (the
+    emulator's unless ``password`` is given) goes to a file beside the copy, as
+    the zone contract wants; ``edit(zone_dict)`` may change anything else.
     """
     with open(base, encoding="utf-8") as fh:
         zone = yaml.safe_load(fh)
@@ -206,11 +227,13 @@ def zone_for(emulator: Emulator, workdir: str, base: str = LAB_ZONE, pods=None,
         zone["redfish"]["ca_file"] = ca_file
     secret = os.path.join(workdir, "bmc.pass")
     with open(secret, "w", encoding="utf-8") as fh:
-        fh.write(emulator.password + "\n")
+        fh.write((emulator.password if password is None else password) + "\n")
     os.chmod(secret, 0o600)
     zone["credentials"] = {"bmc": {"username": emulator.user, "password_file": "bmc.pass"}}
     if pods is not None:
         zone["pods"] = pods
+    if edit is not None:
+        edit(zone)
     path = os.path.join(workdir, "zone.yml")
     with open(path, "w", encoding="utf-8") as fh:
         yaml.safe_dump(zone, fh, sort_keys=False)

@@ -152,3 +152,11 @@ def test_image_server_serves_only_verified_images(lab_zone):
 def test_absolute_images_are_published_by_name(tmp_path):
     assert images._url_path(str(tmp_path / "x.bin")) == "firmware/x.bin"
     assert images._url_path("fw/x.bin") == "fw/x.bin"
+
+
+def test_tls_failure_is_not_retried():
+    c = client()
+    fn = Flaky([exhausted(requests.exceptions.SSLError("certificate verify failed"))] * 3)
+    with pytest.raises(BmcUnreachable, match=r"TLS failure \(certificate verify failed\)"):
+        c._call(fn, "login", "GET")
+    assert fn.calls == 1

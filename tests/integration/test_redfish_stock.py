@@ -1,0 +1,138 @@
+"""Redfish against the stock sushy-emulator (libvirt test driver): discovery, the stub
+update path, one-time PXE + reset, wrong password, TLS with a private CA, a BMC that is down."""
+
+import os
+import socket
+
+import pytest
+
+import redfish_fixtures as rf
+from bootstrap.cli import main
+from bootstrap.plan import compile_plan
+from bootstrap.state import Store
+from bootstrap.zone import load_zone
+
+LAB_SYSTEMS = ["p01-u01", "p01-u02", "p01-u03", "p01-u04"]
+SIMPLE_UPDATE = "/redfish/v1/UpdateService/Actions/UpdateService.SimpleUpdate"
+
+
+def run(capsys, *argv):
+    code = main(["firmware", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def emulator(tmp_path):
+    with rf.Emulator(str(tmp_path / "emu"), LAB_SYSTEMS) as emu:
+        yield emu
+
+
+def stub_zone(emu, tmp_path, **kw):
+    """The stock stub bumps BIOS 1.0.0 to 1.1.0 without fetching anything: baseline 1.1.0."""
+    path, sha = rf.write_image(str(tmp_path / "bios-1.1.0.bin"), "BIOS", "1.1.0")
+    fw = {"bios-1.1.0": {"component": "BIOS", "version": "1.1.0", "image": path, "sha256": sha}}
+
+    def edit(zone):
+        zone["roles"]["hypervisor"]["firmware"] = ["bios-1.1.0"]
+
+    return rf.zone_for(emu, str(tmp_path), firmware=fw, edit=edit, **kw)
+
+
+def test_plan_discovers_and_records_what_the_bmc_reports(emulator, tmp_path, capsys):
+    zone = stub_zone(emulator, tmp_path)
+    state = str(tmp_path / "s.db")
+    code, out, _ = run(capsys, zone, "plan", "--state", state)
+    assert code == 3, out
+    assert "p01-u03-bmc  BIOS       1.0.0    1.1.0     update" in out
+    store = Store(state)
+    bmc, server = store.node("p01-u03-bmc"), store.node("p01-u03")
+    assert bmc["state"] == "discovered"
+    assert bmc["data"]["firmware"] == {"BIOS": "1.0.0", "BMC": "1.00"}
+    assert bmc["data"]["firmware_source"] == "system/manager"   # the stub has no FirmwareInventory
+    assert server["data"]["macs"] == [rf.mac_for("p01-u03")] and server["data"]["power"] == "Off"
+    seen = store.events(kind="bmc-discovered")
+    assert {e["node"] for e in seen} == {f"{s}-bmc" for s in LAB_SYSTEMS}
+    store.close()
+
+
+def test_stub_update_verifies_and_rerun_sends_nothing(emulator, tmp_path, capsys):
+    zone = stub_zone(emulator, tmp_path)
+    state = str(tmp_path / "s.db")
+    code, out, err = run(capsys, zone, "apply", "--state", state)
+    assert code == 0, out + err
+    assert "2 updated" in out and "p01-u03-bmc: updated BIOS 1.0.0 -> 1.1.0" in err
+    posts = [r for r in emulator.requests() if r[:2] == ("POST", SIMPLE_UPDATE)]
+    assert [r[2] for r in posts] == [204, 204]
+    assert emulator.system("p01-u04")["BiosVersion"] == "1.1.0"
+    store = Store(state)
+    assert store.node("p01-u03-bmc")["state"] == "ready"
+    assert store.node("p01-u01-bmc")["state"] == "planned"   # no baseline: not touched by apply
+    store.close()
+    code, out, _ = run(capsys, zone, "apply", "--state", state)
+    assert code == 0 and "2 already compliant" in out
+    assert len([r for r in emulator.requests() if r[:2] == ("POST", SIMPLE_UPDATE)]) == 2
+    assert run(capsys, zone, "plan", "--state", state)[0] == 0
+
+
+def test_one_time_pxe_and_reset(emulator, tmp_path, capsys):
+    zone = stub_zone(emulator, tmp_path)
+    state = str(tmp_path / "s.db")
+    code, out, _ = run(capsys, zone, "boot", "--state", state, "--per-second", "50")
+    assert code == 0, out
+    for name in LAB_SYSTEMS:
+        system = emulator.system(name)
+        assert system["Boot"]["BootSourceOverrideTarget"] == "Pxe" and system["PowerState"] == "On"
+    patches = [r for r in emulator.requests() if r[0] == "PATCH"]
+    assert len(patches) == 4 and all(r[2] == 204 for r in patches)
+    store = Store(state)
+    assert {e["node"] for e in store.events(kind="pxe-boot")} == {f"{s}-bmc" for s in LAB_SYSTEMS}
+    assert store.events(kind="pxe-boot")[0]["detail"]["reset"] == "On"
+    store.close()
+
+
+def test_wrong_password_is_a_clear_error_and_not_retried(emulator, tmp_path, capsys):
+    zone = stub_zone(emulator, tmp_path, password="not-the-password")
+    code, out, _ = run(capsys, zone, "plan", "--state", str(tmp_path / "s.db"))
+    assert code == 1
+    assert "p01-u01-bmc: FAILED login: HTTP 401: credentials refused" in out
+    assert "not-the-password" not in out
+    refused = [r for r in emulator.requests() if r[2] == 401]
+    assert len(refused) == 4   # one login attempt per BMC, no retries
+
+
+def test_tls_with_a_private_ca(tmp_path, capsys):
+    certs = rf.self_signed(str(tmp_path))
+    with rf.Emulator(str(tmp_path / "emu"), LAB_SYSTEMS, tls=(certs["cert"], certs["key"])) as emu:
+        trusted = stub_zone(emu, tmp_path, ca_file=certs["ca"])
+        code, out, _ = run(capsys, trusted, "plan", "--state", str(tmp_path / "a.db"))
+        assert code == 3 and "p01-u03-bmc  BIOS" in out
+        os.makedirs(tmp_path / "b")
+        untrusted = stub_zone(emu, tmp_path / "b")        # verify on, default CA bundle
+        code, out, _ = run(capsys, untrusted, "plan", "--state", str(tmp_path / "b.db"))
+        assert code == 1 and "TLS failure (certificate verify failed)" in out
+        code, out, _ = run(capsys, untrusted, "plan", "--insecure", "--state", str(tmp_path / "c.db"))
+        assert code == 3
+
+
+def test_bmc_that_never_answers_times_out_clearly(tmp_path, capsys):
+    emu = rf.Emulator(str(tmp_path / "emu"), [])          # not started: only its zone is used
+    with socket.socket() as silent:                      # accepts connections, never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        zone = stub_zone(emu, tmp_path, url=f"http://127.0.0.1:{silent.getsockname()[1]}")
+        code, out, _ = run(capsys, zone, "plan", "--pod", "p01", "--timeout", "0.3",
+                           "--retries", "1", "--state", str(tmp_path / "s.db"))
+    assert code == 1
+    assert "p01-u03-bmc: FAILED login: timed out" in out
+    plan = compile_plan(load_zone(zone))
+    store = Store(str(tmp_path / "s.db"))
+    assert all(store.node(n.name)["state"] == "failed" for n in plan.select("p01", "bmc"))
+    store.close()
+
+
+def test_bmc_with_nothing_listening(tmp_path, capsys):
+    emu = rf.Emulator(str(tmp_path / "emu"), [])
+    zone = stub_zone(emu, tmp_path, url=f"http://127.0.0.1:{rf.free_port()}")
+    code, out, _ = run(capsys, zone, "apply", "--retries", "0", "--state", str(tmp_path / "s.db"))
+    assert code == 1 and "cannot connect (Connection refused)" in out
