@@ -43,7 +43,7 @@ def test_network_config_bonds_both_tor_links(client):
     bond = net["bonds"]["bond0"]
     assert bond["interfaces"] == ["eno1", "eno2"]
     assert bond["addresses"] == ["10.17.1.13/24", "10.18.1.13/24", "10.19.1.13/24"]
-    assert bond["routes"] == [{"to": "default", "via": "10.17.1.1"}]
+    assert bond["routes"] == [{"to": "0.0.0.0/0", "via": "10.17.1.1"}]
     assert bond["nameservers"]["addresses"] == ["10.17.0.2"]
 
 
@@ -74,6 +74,13 @@ def test_the_node_token_opens_it_from_anywhere(client, http_store):
     other = client.get(f"/cloud-init/p01-u03/meta-data?token={token_for('p01-u04')}")
     assert other.status_code == 403
     assert token_for("p01-u04") not in str(http_store.events())  # tokens never recorded
+
+
+def test_x_forwarded_for_counts_only_when_configured(client, http_plan, http_store):
+    forwarded = {"X-Forwarded-For": U03}
+    assert client.get("/cloud-init/p01-u03/meta-data", headers=forwarded).status_code == 403
+    behind_proxy = make_app(http_plan, http_store, TRUST_X_FORWARDED_FOR=True).test_client()
+    assert behind_proxy.get("/cloud-init/p01-u03/meta-data", headers=forwarded).status_code == 200
 
 
 def test_unknown_node_part_or_kind_is_404(client):

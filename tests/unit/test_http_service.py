@@ -1,0 +1,98 @@
+"""Metrics, health, the status page, the template context and the error mapping."""
+
+from __future__ import annotations
+
+import pytest
+from jinja2 import UndefinedError
+from werkzeug.exceptions import MethodNotAllowed
+
+from bootstrap.errors import InputError, WorkError
+from bootstrap.http.context import build_context
+from bootstrap.http.problems import Conflict, Forbidden, status_of
+from conftest_http import app, client, http_plan, http_store, make_app  # noqa: F401
+
+
+def sample(text: str, name: str, **labels) -> float | None:
+    """The value of one Prometheus sample in an exposition text, or None."""
+    for line in text.splitlines():
+        if line.startswith(f"{name}{{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def test_metrics_count_requests_and_nodes_by_state(client, http_store):
+    before = sample(client.get("/metrics").get_data(as_text=True), "zone_http_requests_total",
+                    endpoint="/healthz", status="200") or 0
+    client.get("/healthz")
+    client.get("/nope")
+    http_store.transition("p01-u01", "booting")
+    text = client.get("/metrics").get_data(as_text=True)
+    assert sample(text, "zone_http_requests_total", endpoint="/healthz", status="200") == before + 1
+    assert sample(text, "zone_http_requests_total", endpoint="unmatched", status="404") >= 1
+    assert sample(text, "zone_nodes", kind="server", state="booting") == 1
+    assert sample(text, "zone_nodes", kind="server", state="planned") == 3
+    assert sample(text, "zone_nodes", kind="switch", state="planned") == 5
+    assert "zone_dhcp_answers_total" in text
+
+
+def test_healthz_ok_and_unhealthy_when_the_store_is_gone(client, http_store):
+    body = client.get("/healthz").json
+    assert body["status"] == "ok" and body["nodes"] == 13
+    http_store.close()
+    assert client.get("/healthz").status_code == 503
+
+
+def test_status_page_lists_pods_nodes_and_events(client, http_store):
+    http_store.transition("p01-u04", "booting", source="dhcp")
+    html = client.get("/").get_data(as_text=True)
+    for name in ("p01-u01", "p01-u04", "p01-tor-a", "core-1"):
+        assert f">{name}</span>" in html
+    assert 'class="node s-booting" title="server: booting">p01-u04<' in html
+    assert "status.json" in html and "setInterval(poll, 2000)" in html
+    status = client.get("/status.json").json
+    pod = {p["name"]: p for p in status["pods"]}["p01"]
+    assert pod["counts"] == {"planned": 10, "booting": 1}
+    assert status["events"][-1]["node"] == "p01-u04"
+
+
+def test_big_zones_show_counts_not_every_node(http_plan, http_store):
+    client = make_app(http_plan, http_store, STATUS_NODE_LIMIT=5).test_client()
+    status = client.get("/status.json").json
+    assert all(p["nodes"] == [] for p in status["pods"]) and status["total"] == 13
+
+
+def test_status_page_escapes_what_it_shows(client, http_store):
+    http_store.event("<script>alert(1)</script>", "p01-u01", "test")
+    html = client.get("/").get_data(as_text=True)
+    assert "<script>alert(1)" not in html and "&lt;script&gt;alert(1)" in html
+
+
+def test_context_is_built_in_one_place(http_plan):
+    from bootstrap.http.settings import DEFAULTS
+    node = http_plan.nodes["p01-u03"]
+    ctx = build_context(http_plan, DEFAULTS, "http://c:8080", node, {"state": "booting"})
+    assert ctx["urls"]["seed"] == "http://c:8080/cloud-init/p01-u03/"
+    assert ctx["image"]["kernel"] == "http://c:8080/files/images/debian-12/linux"
+    assert ctx["subnets"]["provision"]["gateway"] == "10.17.1.1"
+    assert ctx["state"] == "booting" and ctx["zone"]["dns"] == []  # "c" is not an address
+    assert "node" not in build_context(http_plan, DEFAULTS, "http://c")
+
+
+def test_templates_are_strict(app):
+    with app.app_context():
+        template = app.jinja_env.from_string("{{ node.no_such_key }}")
+        with pytest.raises(UndefinedError):
+            template.render(node={"name": "x"})
+
+
+def test_one_mapping_from_errors_to_status():
+    assert status_of(Forbidden("x")) == 403 and status_of(Conflict("x")) == 409
+    assert status_of(InputError("x")) == 400 and status_of(WorkError("x")) == 502
+    assert status_of(MethodNotAllowed()) == 405 and status_of(KeyError("x")) == 500
+
+
+def test_a_failing_view_is_a_500_text_answer_not_a_crash(http_plan, http_store):
+    app = make_app(http_plan, http_store, TEMPLATES_DIR="/nonexistent")
+    r = app.test_client().get("/boot/ipxe")
+    assert r.status_code == 500 and r.get_data(as_text=True) == "internal error\n"
+    assert app.test_client().get("/healthz").status_code == 200
