@@ -58,11 +58,12 @@ class DhcpServer:
                                                 tuple(dns_servers)))
         self.recorder = Recorder(events)
         self.workers = max(1, int(workers))
-        self.sockets = [open_socket(bind_address, port, self.workers > 1)
-                        for _ in range(self.workers)]
+        self.sockets = [open_socket(bind_address, port, self.workers > 1)]
+        self.address = self.sockets[0].getsockname()  # port 0: the one the kernel chose
+        self.sockets += [open_socket(bind_address, self.address[1], True)
+                         for _ in range(1, self.workers)]
         if self.workers > 1:
             steer_by_xid(self.sockets[0], self.workers)
-        self.address = self.sockets[0].getsockname()
         self._stop = threading.Event()
         self._children: list = []
 
