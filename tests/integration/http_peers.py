@@ -1,0 +1,89 @@
+"""Helpers of the HTTP integration tests: a loopback copy of the lab zone and a live server.
+
+The lab zone's networks are moved into 127.0.0.0/8, so a real client can send
+from a node's own plan address (``curl --interface 127.17.1.13``) and the
+service identifies it by source address exactly as it would on a pod network.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import socket
+import subprocess
+import threading
+import time
+
+from bootstrap.http.wsgi import HttpServer
+from bootstrap.plan import compile_plan
+from bootstrap.state import Store
+from bootstrap.zone import load_zone
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+LAB = os.path.join(ROOT, "examples", "lab.yml")
+SECRET = "integration-node-secret"
+API_TOKEN = "integration-api-token"
+KERNEL = bytes(range(256)) * 64      # 16 KiB stand-ins for the image files
+INITRD = bytes(reversed(range(256))) * 128
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def loopback_zone(folder, port: int) -> str:
+    """The lab zone with its networks in 127/8 and the controller at 127.0.0.1:port."""
+    with open(LAB, encoding="utf-8") as fh:
+        text = fh.read()
+    text = re.sub(r"supernet: 10\.(1[5-9])\.", r"supernet: 127.\1.", text)
+    text = text.replace("http://10.17.0.2:8080", f"http://127.0.0.1:{port}")
+    for rel, data in (("images/debian-12/linux", KERNEL), ("images/debian-12/initrd.gz", INITRD)):
+        os.makedirs(os.path.join(folder, os.path.dirname(rel)), exist_ok=True)
+        with open(os.path.join(folder, rel), "wb") as fh:
+            fh.write(data)
+    shutil.copytree(os.path.join(ROOT, "examples", "firmware"), os.path.join(folder, "firmware"))
+    path = os.path.join(folder, "lab.yml")
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    return path
+
+
+def curl(*args, source: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    """The real curl; ``source`` picks the loopback address it sends from."""
+    cmd = ["curl", "-sS", "--max-time", "10", *(["--interface", source] if source else []), *args]
+    return subprocess.run(cmd, capture_output=True, check=check, timeout=20)
+
+
+def wait_until_up(url: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if curl("-o", "/dev/null", "-f", url, check=False).returncode == 0:
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up within {timeout} s")
+
+
+@contextlib.contextmanager
+def gunicorn_zone(folder, workers: int = 2):
+    """gunicorn serving the loopback lab zone; yields (base URL, plan, state path)."""
+    port = free_port()
+    plan = compile_plan(load_zone(loopback_zone(folder, port)))
+    state = os.path.join(folder, "state", "zone.db")
+    store = Store(state)
+    store.seed(plan)
+    server = HttpServer(plan, store, "127.0.0.1", port, workers=workers, threads=4,
+                        config={"NODE_SECRET": SECRET, "API_TOKEN": API_TOKEN})
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(base + "/healthz")
+        yield base, plan, state
+    finally:
+        server.shutdown()
+        thread.join(timeout=20)
+        store.close()

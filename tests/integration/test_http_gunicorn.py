@@ -1,0 +1,102 @@
+"""The HTTP service under real gunicorn, spoken to by real curl from nodes' own addresses."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+import pytest
+
+from bootstrap.http.identify import node_token
+from bootstrap.state import Store
+from http_peers import API_TOKEN, INITRD, KERNEL, SECRET, curl, gunicorn_zone
+
+U03 = "127.17.1.13"   # p01-u03's provision address in the loopback zone
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+    with gunicorn_zone(tmp_path_factory.mktemp("http")) as served:
+        yield served
+
+
+def body(*args, **kw) -> str:
+    return curl(*args, **kw).stdout.decode()
+
+
+def test_served_by_gunicorn(live):
+    base, _, _ = live
+    headers = body("-i", base + "/healthz")
+    assert re.search(r"^Server: gunicorn", headers, re.M | re.I)
+
+
+def test_node_boots_by_its_source_address_and_fetches_what_the_script_names(live):
+    base, _, state = live
+    script = body(base + "/boot/ipxe", source=U03)
+    kernel = re.search(r"^kernel (\S+) ", script, re.M).group(1)
+    initrd = re.search(r"^initrd --name initrd (\S+)", script, re.M).group(1)
+    assert f"ds=nocloud;s={base}/cloud-init/p01-u03/" in script
+    assert curl(kernel, source=U03).stdout == KERNEL
+    assert curl(initrd, source=U03).stdout == INITRD
+    assert Store(state).node("p01-u03")["state"] == "booting"
+
+
+def test_unknown_machine_gets_the_retry_script(live):
+    script = body(live[0] + "/boot/ipxe?mac=52:54:00:00:00:01")
+    assert script.startswith("#!ipxe") and "sleep 30" in script
+
+
+def test_cloud_init_only_to_the_node_or_its_token(live):
+    base, _, state = live
+    ok = curl("-f", base + "/cloud-init/p01-u04/meta-data", source="127.18.1.14")
+    assert b"local-hostname: \"p01-u04\"" in ok.stdout
+    denied = curl("-o", "/dev/null", "-w", "%{http_code}", base + "/cloud-init/p01-u04/user-data",
+                  source=U03)
+    assert denied.stdout == b"403"
+    token = node_token(SECRET.encode(), "p01-u04")
+    assert curl("-f", f"{base}/cloud-init/p01-u04/user-data?token={token}").returncode == 0
+    denied_events = Store(state).events(kind="cloud-init-denied")
+    assert [(e["node"], e["detail"]["address"]) for e in denied_events] == [("p01-u04", U03)]
+
+
+def test_phone_home_as_cloud_init_posts_it(live):
+    base, _, state = live
+    out = body("-f", "-X", "POST", "--data-urlencode", "pub_key_ed25519=ssh-ed25519 AAAAC3Nz u03",
+               "--data-urlencode", "instance_id=iid-p01-u03", "--data-urlencode", "hostname=p01-u03",
+               base + "/phone-home/p01-u03", source=U03)
+    assert '"state":"installed"' in out.replace(" ", "")
+    node = Store(state).node("p01-u03")
+    assert node["state"] == "installed"
+    assert node["data"]["ssh_host_keys"] == {"pub_key_ed25519": "ssh-ed25519 AAAAC3Nz u03"}
+
+
+def test_range_and_etag_with_curl(live):
+    base = live[0]
+    url = base + "/files/images/debian-12/linux"
+    part = curl("-f", "-r", "1000-1999", url)
+    assert part.stdout == KERNEL[1000:2000]
+    headers = body("-I", url)
+    etag = re.search(r"^etag: (\S+)", headers, re.M | re.I).group(1)
+    again = curl("-o", "/dev/null", "-w", "%{http_code}", "-H", f"If-None-Match: {etag}", url)
+    assert again.stdout == b"304"
+    full = curl("-f", url).stdout
+    assert hashlib.sha256(full).digest() == hashlib.sha256(KERNEL).digest()
+    climb = curl("-o", "/dev/null", "-w", "%{http_code}", "--path-as-is",
+                 base + "/files/images/../lab.yml")
+    assert climb.stdout == b"403"
+
+
+def test_api_changes_need_the_token_over_the_wire(live):
+    base = live[0]
+    url = base + "/api/v1/nodes/p01-u02"
+    data = ["-H", "Content-Type: application/json", "-X", "PATCH", "-d", '{"state": "discovered"}']
+    refused = curl("-o", "/dev/null", "-w", "%{http_code}", *data, url)
+    assert refused.stdout == b"401"
+    done = body("-f", *data, "-H", f"Authorization: Bearer {API_TOKEN}", url)
+    assert '"state":"discovered"' in done.replace(" ", "")
+
+
+def test_metrics_over_the_wire(live):
+    text = body("-f", live[0] + "/metrics")
+    assert 'zone_nodes{kind="server",state="planned"}' in text
+    assert "zone_http_requests_total{" in text
