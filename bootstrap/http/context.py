@@ -7,6 +7,7 @@ store learnt about the node), so a typo in a template fails loudly under
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 from urllib.parse import quote, urlparse
@@ -18,8 +19,14 @@ BOND = "bond0"
 
 def files_path(zone, path: str) -> str:
     """A zone file path as it appears under ``/files/`` (relative to the zone's folder)."""
-    full = zone.path(path)
-    rel = os.path.relpath(full, zone.base_dir)
+    return _relative(zone.base_dir, path)
+
+
+@functools.lru_cache(maxsize=1024)
+def _relative(base_dir: str, path: str) -> str:
+    # Cached: every iPXE script needs it and the answer never changes for a zone.
+    full = path if os.path.isabs(path) else os.path.join(base_dir, path)
+    rel = os.path.relpath(full, base_dir)
     return rel if not rel.startswith("..") else path.lstrip("/")
 
 

@@ -50,9 +50,17 @@ def resolve(svc: HttpService, path: str) -> str:
             _refuse(svc, path, "leads outside its served folder")
     else:
         raise NotFound(f"/files/{path}: not a served folder")
+    if _is_secret(svc, full):
+        _refuse(svc, path, "a credentials file")
     if not os.path.isfile(full):
         raise NotFound(f"/files/{path}: no such file")
     return full
+
+
+def _is_secret(svc: HttpService, full: str) -> bool:
+    """The BMC password file, even if someone put it inside a served folder."""
+    secret = svc.plan.zone.credentials.password_file
+    return bool(secret) and os.path.realpath(svc.plan.zone.path(secret)) == os.path.realpath(full)
 
 
 @bp.route("/files/<path:path>", methods=["GET", "HEAD"])

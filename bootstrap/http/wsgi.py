@@ -25,7 +25,7 @@ import tempfile
 import threading
 
 from gunicorn.app.base import BaseApplication
-from werkzeug.serving import make_server
+from werkzeug.serving import WSGIRequestHandler, make_server
 
 from ..errors import WorkError
 from ..plan import Plan, compile_plan
@@ -143,7 +143,8 @@ class HttpServer:
             self.local = ThreadedServer(app, self.bind, self.port)
         else:
             spec = write_spec(self.plan, self.config)
-            self.proc = subprocess.Popen(self.command(spec), stdin=subprocess.DEVNULL)
+            self.proc = subprocess.Popen(self.command(spec), stdin=subprocess.DEVNULL,
+                                         env=_child_env())
 
     def serve_forever(self) -> None:
         with self.lock:
@@ -171,11 +172,25 @@ class HttpServer:
                 self.proc.wait(timeout)
 
 
+def _child_env() -> dict:
+    """Our environment, with this package importable even when it is not installed."""
+    package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    path = os.environ.get("PYTHONPATH")
+    return dict(os.environ, PYTHONPATH=package_parent + (os.pathsep + path if path else ""))
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """No request lines on stderr: a query string may carry a node token."""
+
+    def log_request(self, *args, **kwargs) -> None:
+        pass
+
+
 class ThreadedServer:
     """The app on a werkzeug server thread: ``url``, ``port`` and ``close()``."""
 
     def __init__(self, app, host: str = "127.0.0.1", port: int = 0):
-        self.server = make_server(host, port, app, threaded=True)
+        self.server = make_server(host, port, app, threaded=True, request_handler=_QuietHandler)
         self.port = self.server.server_port
         self.url = f"http://{host}:{self.port}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True,

@@ -65,6 +65,18 @@ def test_traversal_is_403_not_a_quiet_404(files, http_store):
     assert http_store.events(kind="files-refused")[0]["detail"]["reason"]
 
 
+def test_the_bmc_password_file_is_never_served(http_plan, http_store, tmp_path):
+    import dataclasses
+    zone = dataclasses.replace(http_plan.zone, source=str(tmp_path / "lab.yml"),
+                               credentials=dataclasses.replace(
+                                   http_plan.zone.credentials, password_file="firmware/bmc.pass"))
+    plan = dataclasses.replace(http_plan, zone=zone)
+    (tmp_path / "firmware").mkdir()
+    (tmp_path / "firmware" / "bmc.pass").write_text("hunter2")
+    client = make_app(plan, http_store).test_client()  # files root: the zone's folder
+    assert client.get("/files/firmware/bmc.pass").status_code == 403
+
+
 def test_only_the_zones_folders_are_served(files):
     assert files.get("/files/secrets/bmc.pass").status_code == 404
     assert files.get("/files/state/zone.db").status_code == 404
