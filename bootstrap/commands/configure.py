@@ -1,0 +1,70 @@
+"""``zone configure ZONE [--pod P]``: only the Ansible handoff, for one pod or all."""
+
+from __future__ import annotations
+
+import os
+
+from ..ansible import Options, configure
+from ..cli import print_json
+from ..errors import InputError, WorkError
+from ..render import inventory
+from ._args import json_arg, load_plan, open_store, pod_arg, state_arg, zone_arg
+
+
+def register(sub) -> None:
+    p = sub.add_parser("configure", help="run the pod playbooks (ansible-runner) on a pod's servers")
+    zone_arg(p)
+    pod_arg(p)
+    state_arg(p)
+    json_arg(p)
+    p.add_argument("--inventory", action="append", default=[], metavar="PATH",
+                   help="another inventory source after the rendered one (connection vars); "
+                        "repeatable")
+    p.add_argument("--playbooks", metavar="DIR", help="the playbook project (default: playbooks/)")
+    p.add_argument("--max-parallel", type=int, default=4, metavar="N", help="pods at once")
+    p.add_argument("--timeout", type=int, default=None, metavar="S", help="per pod run, seconds")
+    p.set_defaults(func=cmd_configure)
+
+
+def _options(args, state_dir: str, rendered: str) -> Options:
+    for path in args.inventory:
+        if not os.path.exists(path):
+            raise InputError(f"--inventory {path}: no such file or directory")
+    if args.max_parallel < 1:
+        raise InputError("--max-parallel must be at least 1")
+    opts = Options(work_dir=os.path.join(state_dir, "ansible"),
+                   inventories=(rendered, *map(os.path.abspath, args.inventory)),
+                   max_parallel=args.max_parallel, timeout=args.timeout)
+    if args.playbooks:
+        opts.playbooks = os.path.abspath(args.playbooks)
+    return opts
+
+
+def _print(results: dict) -> None:
+    for pod, result in results.items():
+        failed = {n: h for n, h in result.hosts.items() if h.state == "failed"}
+        verdict = "configured" if result.ok else f"FAILED: {result.reason}"
+        print(f"pod {pod}: {verdict} ({len(result.hosts) - len(failed)}/{len(result.hosts)} "
+              f"servers configured)")
+        for name, host in failed.items():
+            print(f"  {name}: {host.reason}")
+
+
+def cmd_configure(args) -> int:
+    plan = load_plan(args)
+    store = open_store(args, plan)
+    state_dir = os.path.dirname(os.path.abspath(store.path))
+    rendered = os.path.join(state_dir, "inventory")
+    inventory.write(plan, rendered)
+    pods = [args.pod] if args.pod else list(plan.pods)
+    results = configure(plan, pods, store, _options(args, state_dir, rendered))
+    if args.json:
+        print_json({"pods": [r.as_dict() for r in results.values()]})
+    else:
+        _print(results)
+    failed = [pod for pod, r in results.items() if not r.ok]
+    if failed:
+        if args.json:
+            return 1
+        raise WorkError(f"pods failed: {', '.join(failed)}")
+    return 0
