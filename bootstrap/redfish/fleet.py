@@ -8,7 +8,7 @@ and done goes to a recorder (see :mod:`.recording`), never to stdout.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from . import catalog
 from .client import BmcClient, Credentials, Endpoint, Policy, Tls, endpoint_for
@@ -19,6 +19,9 @@ from .rollout import Limits, run_bounded
 from .systems import System, find_system, mac_addresses, read_system, reset, set_boot_once
 from .tasks import Backoff, follow
 from .update_service import InventoryIndex, simple_update
+
+
+INVENTORY, FALLBACK = "FirmwareInventory", "system/manager"
 
 
 @dataclass
@@ -63,13 +66,13 @@ def read_firmware(client, system: System, index: InventoryIndex) -> tuple:
     items = index.items(client, system.path)
     if items is None:
         versions = {"BIOS": system.bios_version, "BMC": manager_firmware(client, system)}
-        return {k: v for k, v in versions.items() if v}, {}, "system/manager"
+        return {k: v for k, v in versions.items() if v}, {}, FALLBACK
     versions, targets = {}, {}
     for item in items:
         for key in {item.name, item.id} - {""}:
             versions[key] = item.version
             targets[key.lower()] = item.path
-    return versions, targets, "FirmwareInventory"
+    return versions, targets, INVENTORY
 
 
 def discover_node(settings: Settings, bmc, client: BmcClient | None = None) -> Discovery:
@@ -109,7 +112,7 @@ def update_node(settings: Settings, bmc, image_urls: dict, recorder) -> NodeResu
         recorder.updating(bmc, todo)
         for step in todo:
             _update_component(settings, client, found, step, image_urls[step.firmware], recorder)
-        result.discovery = _verify(settings, client, bmc, found.system, entries)
+        result.discovery = _verify(settings, client, bmc, found, entries)
         result.updated = [s.component for s in todo]
         recorder.updated(bmc, todo, result.discovery)
         return result
@@ -123,15 +126,18 @@ def _update_component(settings, client, found: Discovery, step, url: str, record
     recorder.task(client.name, step, outcome.state, message=outcome.text())
     wanted = outcome.reset_request()
     if wanted is not None:
-        kind = reset(client, read_system(client, found.system.path), wanted[1], wanted[0])
+        kind = reset(client, found.system, wanted[1], wanted[0])
         recorder.task(client.name, step, "reset", reset=kind)
 
 
-def _verify(settings, client, bmc, system: System, entries) -> Discovery:
-    """Re-read the inventory until every component is at its baseline (BMCs lag a reset)."""
+def _verify(settings, client, bmc, found: Discovery, entries) -> Discovery:
+    """Re-read the firmware until every component is at its baseline (BMCs lag a reset)."""
     deadline = time.monotonic() + settings.verify_timeout
     for delay in settings.poll.delays():
-        found = discover_node(settings, bmc, client)
+        # FirmwareInventory items carry the versions; only the fallback needs the system again.
+        system = found.system if found.source == INVENTORY else read_system(client, found.system.path)
+        versions, targets, source = read_firmware(client, system, settings.index)
+        found = replace(found, system=system, firmware=versions, targets=targets, source=source)
         wrong = catalog.drift(catalog.compare(bmc, entries, found.firmware))
         if not wrong:
             return found

@@ -12,11 +12,12 @@ TERMINAL = frozenset({"Completed", "Exception", "Killed", "Cancelled"})
 
 @dataclass
 class Backoff:
-    """Poll delays: ``first``, doubling, capped at ``cap``."""
+    """Poll delays: ``first``, growing by ``factor``, capped at ``cap``. A low cap
+    matters: the end of a task is seen up to one delay late, on every node."""
 
-    first: float = 0.2
-    cap: float = 5.0
-    factor: float = 2.0
+    first: float = 0.25
+    cap: float = 1.0
+    factor: float = 1.5
 
     def delays(self):
         delay = self.first

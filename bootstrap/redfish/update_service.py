@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from .errors import BmcRefused, ResourceMissing
@@ -67,12 +68,16 @@ class InventoryIndex:
             return self._by_service[url]
 
 
-def _read_index(client) -> dict | None:
+def _read_index(client, workers: int = 8) -> dict | None:
     try:
         paths = members(client.get(INVENTORY, "firmware inventory"))
     except ResourceMissing:
         return None
-    return {p: Item.from_json(client.get(p, "firmware inventory item")).related for p in paths}
+    # Read once per service, but a big one (hundreds of members) in parallel: the
+    # whole fleet waits on this. GETs may share the client's connection pool.
+    with ThreadPoolExecutor(min(workers, max(1, len(paths)))) as pool:
+        items = pool.map(lambda p: Item.from_json(client.get(p, "firmware inventory item")), paths)
+        return {p: item.related for p, item in zip(paths, items)}
 
 
 @dataclass(frozen=True)

@@ -135,6 +135,6 @@ def test_follow_times_out():
         run_follow(bmc, update_service.TaskRef(None, "/tasks/1"), timeout=10)
 
 
-def test_backoff_doubles_to_cap():
-    d = tasks.Backoff(0.5, 3).delays()
+def test_backoff_grows_to_cap():
+    d = tasks.Backoff(0.5, 3, 2.0).delays()
     assert [next(d) for _ in range(5)] == [0.5, 1.0, 2.0, 3, 3]
