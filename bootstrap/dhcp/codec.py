@@ -237,15 +237,16 @@ def encode(packet: Packet) -> bytes:
 
 
 def encode_options(options: dict) -> bytes:
-    return b"".join(option(code, value) for code, value in options.items())
+    return b"".join([option(code, value) for code, value in options.items()])
 
 
 def option(code: int, value: bytes) -> bytes:
     """One option as TLV bytes, split into 255-byte pieces when longer."""
-    if not value:
-        return bytes((code, 0))
+    size = len(value)
+    if size <= 255:  # the hot path: every option of a reply
+        return bytes((code, size)) + value
     return b"".join(bytes((code, len(value[i:i + 255]))) + value[i:i + 255]
-                    for i in range(0, len(value), 255))
+                    for i in range(0, size, 255))
 
 
 def tlv(items: dict) -> bytes:

@@ -132,9 +132,13 @@ class Recorder:
         self.events = events
         self.lock = threading.Lock()
         self.macs = _known_macs(events)
+        self._counters: dict = {}
 
     def count(self, label: str, n: int = 1) -> None:
-        DHCP_ANSWERS.labels(type=label).inc(n)
+        counter = self._counters.get(label)
+        if counter is None:  # labels() takes a lock and builds a key: once per label
+            counter = self._counters[label] = DHCP_ANSWERS.labels(type=label)
+        counter.inc(n)
 
     def record(self, event: Event) -> None:
         with self.lock:
