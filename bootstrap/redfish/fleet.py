@@ -11,7 +11,9 @@ import time
 from dataclasses import dataclass, field, replace
 
 from . import catalog
-from .client import BmcClient, Credentials, Endpoint, Policy, Tls, endpoint_for
+from ..metrics import FIRMWARE_SECONDS
+from .client import (BmcClient, Credentials, Endpoint, Policy, Tls, endpoint_for,
+                     load_credentials, tls_settings)
 from .errors import VerifyFailed
 from .images import image_url
 from .managers import manager_firmware
@@ -37,6 +39,11 @@ class Settings:
     verify_timeout: float = 60.0
     poll: Backoff = field(default_factory=Backoff)
     index: InventoryIndex = field(default_factory=InventoryIndex)
+
+    @classmethod
+    def for_zone(cls, zone, insecure: bool = False, **kw) -> "Settings":
+        """Credentials and TLS from the zone file; ``kw`` sets the rest."""
+        return cls(zone, load_credentials(zone), tls_settings(zone, insecure), **kw)
 
     def client(self, bmc) -> BmcClient:
         return BmcClient(endpoint_for(self.zone, bmc), self.creds, self.tls, self.policy)
@@ -99,7 +106,7 @@ class NodeResult:
 
 def update_node(settings: Settings, bmc, image_urls: dict, recorder) -> NodeResult:
     """Bring one BMC to its baseline: skip if compliant, else update, apply, verify."""
-    entries = catalog.baseline(settings.zone, bmc)
+    entries, began = catalog.baseline(settings.zone, bmc), time.monotonic()
     with settings.client(bmc) as client:
         found = discover_node(settings, bmc, client)
         recorder.discovered(bmc, found)
@@ -115,6 +122,7 @@ def update_node(settings: Settings, bmc, image_urls: dict, recorder) -> NodeResu
         result.discovery = _verify(settings, client, bmc, found, entries)
         result.updated = [s.component for s in todo]
         recorder.updated(bmc, todo, result.discovery)
+        FIRMWARE_SECONDS.observe(time.monotonic() - began)
         return result
 
 

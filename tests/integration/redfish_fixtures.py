@@ -97,6 +97,22 @@ class Emulator:
         self.proc = None
         os.makedirs(workdir, exist_ok=True)
 
+    @classmethod
+    def for_zone(cls, zone, plan, workdir: str, pod: str | None = None, **kw) -> "Emulator":
+        """An emulator where ``zone`` expects its BMCs (the lab): the port of its
+        ``redfish.url``, its BMC credentials, one system per server of the plan."""
+        from urllib.parse import urlsplit
+
+        from bootstrap.redfish.client import load_credentials
+
+        creds = load_credentials(zone)
+        url = urlsplit(zone.redfish.url)
+        if url.hostname not in ("127.0.0.1", "localhost"):
+            raise ValueError(f"redfish.url {zone.redfish.url} is not on loopback")
+        kw.setdefault("port", url.port or (443 if url.scheme == "https" else 80))
+        return cls(workdir, server_names(plan, pod), user=creds.username,
+                   password=creds.password, **kw)
+
     @property
     def url(self) -> str:
         return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"

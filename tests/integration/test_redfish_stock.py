@@ -136,3 +136,14 @@ def test_bmc_with_nothing_listening(tmp_path, capsys):
     zone = stub_zone(emu, tmp_path, url=f"http://127.0.0.1:{rf.free_port()}")
     code, out, _ = run(capsys, zone, "apply", "--retries", "0", "--state", str(tmp_path / "s.db"))
     assert code == 1 and "cannot connect (Connection refused)" in out
+
+
+def test_emulator_for_the_lab_zone(tmp_path, capsys):
+    """The helper the lab uses: the lab zone's own port, credentials and server names."""
+    zone = load_zone(rf.LAB_ZONE)
+    emu = rf.Emulator.for_zone(zone, compile_plan(zone), str(tmp_path / "emu"),
+                               port=rf.free_port())     # not 8000: the lab may be running
+    assert emu.systems == LAB_SYSTEMS and emu.user == "admin"
+    with emu:
+        assert emu.system("p01-u04")["Name"] == "p01-u04"
+        assert emu.get("/redfish/v1/Systems")["Members@odata.count"] == 4

@@ -49,6 +49,9 @@ def test_apply_downloads_runs_task_resets_and_verifies(emulator, tmp_path, capsy
     assert node["state"] == "ready" and node["data"]["firmware"]["BIOS"] == "2.4.1"
     assert node["data"]["firmware_source"] == "FirmwareInventory"
     store.close()
+    with open(state, "rb") as fh:
+        assert emulator.password.encode() not in fh.read()       # never stored
+    assert emulator.password not in out + err
     code, out, _ = run(capsys, zone, "apply", "--state", state)     # idempotent re-run
     assert code == 0 and "2 already compliant" in out
     assert emulator.stats()["posts"] == 2
