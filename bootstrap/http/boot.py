@@ -25,7 +25,7 @@ def ipxe():
     if node is None:
         said = {k: request.args[k][:64] for k in SELF if request.args.get(k)}
         svc.event("ipxe-unknown", None, **said)
-        return text(svc.render("ipxe-unknown.ipxe"))
+        return text(svc.render_planned("ipxe-unknown.ipxe"))
     record = svc.record(node.name)
     state = record["state"] if record else "planned"
     if node.kind != "server" or node.image is None:
@@ -36,4 +36,4 @@ def ipxe():
         return text(svc.render("ipxe-local.ipxe", node, record, reason=f"already {state}"))
     svc.event("ipxe-script", node.name, by=how, image=node.image)
     advance(svc, node, record, "booting", by=how)
-    return text(svc.render("ipxe.ipxe", node, record))
+    return text(svc.render_planned("ipxe.ipxe", node))

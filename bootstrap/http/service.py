@@ -26,6 +26,7 @@ class HttpService:
         self.files_root = settings["FILES_ROOT"] or plan.zone.base_dir
         self.secret = node_secret(settings, store.path)
         self.api_token = api_token(settings)
+        self.rendered: dict = {}  # (template, node name) → text, for plan-only templates
 
     def event(self, kind: str, node: str | None = None, **detail) -> None:
         """Record an event; a store failure is logged and never fails the request."""
@@ -44,6 +45,14 @@ class HttpService:
     def render(self, template: str, node: Node | None = None, record: dict | None = None,
                **extra) -> str:
         return render_template(template, **self.context(node, record, **extra))
+
+    def render_planned(self, template: str, node: Node | None = None) -> str:
+        """A template that reads only the plan and settings: rendered once per node."""
+        key = (template, node.name if node else None)
+        text = self.rendered.get(key)
+        if text is None:
+            text = self.rendered[key] = self.render(template, node)
+        return text
 
 
 def current() -> HttpService:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from conftest_http import (API_TOKEN, app, client, http_plan, http_store,  # noqa: F401
-                           make_app)
+from http_helpers import API_TOKEN, make_app
+
+pytest_plugins = ["conftest_http"]  # the fixtures: app, client, http_plan, http_store
 
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from conftest_http import app, client, from_address, http_plan, http_store, kinds  # noqa: F401
+from http_helpers import from_address, kinds
+
+pytest_plugins = ["conftest_http"]  # the fixtures: app, client, http_plan, http_store
 
 U03 = "10.17.1.13"  # p01-u03's provision address in examples/lab.yml
 
@@ -61,7 +63,7 @@ def test_bmc_or_switch_address_gets_no_install(client, http_store):
 
 
 def test_retry_delay_is_configurable(http_plan, http_store):
-    from conftest_http import make_app
+    from http_helpers import make_app
     app = make_app(http_plan, http_store, RETRY_SECONDS=7)
     body = app.test_client().get("/boot/ipxe").get_data(as_text=True)
     assert "sleep 7" in body

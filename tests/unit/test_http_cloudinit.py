@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from conftest_http import (app, client, from_address, http_plan, http_store,  # noqa: F401
-                           kinds, make_app, token_for, variant_plan)
+from http_helpers import from_address, kinds, make_app, token_for, variant_plan
+
+pytest_plugins = ["conftest_http"]  # the fixtures: app, client, http_plan, http_store
 
 U03 = "10.17.1.13"
 

@@ -6,7 +6,9 @@ import os
 
 import pytest
 
-from conftest_http import app, client, http_plan, http_store, make_app  # noqa: F401
+from http_helpers import make_app
+
+pytest_plugins = ["conftest_http"]  # the fixtures: app, client, http_plan, http_store
 
 FIRMWARE = "/files/firmware/bios-2.4.1.bin"
 

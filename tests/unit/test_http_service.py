@@ -9,7 +9,9 @@ from werkzeug.exceptions import MethodNotAllowed
 from bootstrap.errors import InputError, WorkError
 from bootstrap.http.context import build_context
 from bootstrap.http.problems import Conflict, Forbidden, status_of
-from conftest_http import app, client, http_plan, http_store, make_app  # noqa: F401
+from http_helpers import make_app
+
+pytest_plugins = ["conftest_http"]  # the fixtures: app, client, http_plan, http_store
 
 
 def sample(text: str, name: str, **labels) -> float | None:

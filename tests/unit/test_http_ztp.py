@@ -8,8 +8,9 @@ import subprocess
 
 import pytest
 
-from conftest_http import (app, client, http_plan, http_store, kinds, make_app,  # noqa: F401
-                           variant_plan)
+from http_helpers import kinds, make_app, variant_plan
+
+pytest_plugins = ["conftest_http"]  # the fixtures: app, client, http_plan, http_store
 
 
 def test_sonic_ztp_json_points_at_its_config_db(client, http_store):
