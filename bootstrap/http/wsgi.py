@@ -88,13 +88,15 @@ def serve_http(plan: Plan, store: Store, bind: str = "0.0.0.0", port: int = 8080
     return 0
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(parent: int) -> None:
     """Linux: SIGTERM this process when the one that started it dies (no orphaned server)."""
     try:
         import ctypes
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGTERM))  # PDEATHSIG
     except (OSError, AttributeError):
         pass
+    if parent and os.getppid() != parent:  # it died before prctl: nobody will stop us
+        sys.exit(0)
 
 
 def write_spec(plan: Plan, config: dict) -> str:
@@ -134,6 +136,7 @@ class HttpServer:
 
     def command(self, spec: str) -> list[str]:
         return [sys.executable, "-m", "bootstrap.http.wsgi", "--spec", spec,
+                "--parent", str(os.getpid()),
                 "--state", self.store.path, "--bind", self.bind, "--port", str(self.port),
                 "--workers", str(self.workers), "--threads", str(self.threads)]
 
@@ -228,6 +231,7 @@ def main(argv=None) -> int:
                                      description="serve the zone's HTTP service with gunicorn")
     parser.add_argument("zone", nargs="?", help="the zone file (or --spec)")
     parser.add_argument("--spec", help="a plan and settings written by HttpServer (read once)")
+    parser.add_argument("--parent", type=int, default=0, help="exit when this process dies")
     parser.add_argument("--state", required=True)
     parser.add_argument("--bind", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
@@ -238,12 +242,13 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if args.spec:
-        _die_with_parent()
         plan, config = read_spec(args.spec)
     elif args.zone:
         plan, config = compile_plan(load_zone(args.zone)), {}
     else:
         parser.error("give a zone file or --spec")
+    if args.parent:
+        _die_with_parent(args.parent)
     store = Store(args.state)
     store.seed(plan)
     config.setdefault("TRUST_X_FORWARDED_FOR", args.trust_x_forwarded_for)

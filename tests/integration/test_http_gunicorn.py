@@ -100,3 +100,55 @@ def test_metrics_over_the_wire(live):
     text = body("-f", live[0] + "/metrics")
     assert 'zone_nodes{kind="server",state="planned"}' in text
     assert "zone_http_requests_total{" in text
+
+
+ORPHAN_CHECK = """
+import sys, threading
+from bootstrap.plan import compile_plan
+from bootstrap.state import Store
+from bootstrap.zone import load_zone
+from bootstrap.http.wsgi import HttpServer
+plan = compile_plan(load_zone(sys.argv[1]))
+server = HttpServer(plan, Store(sys.argv[2]), "127.0.0.1", int(sys.argv[3]))
+threading.Thread(target=server.serve_forever, daemon=True).start()
+threading.Event().wait()
+"""
+
+
+def test_gunicorn_does_not_outlive_a_killed_zone_serve(tmp_path):
+    """zone serve killed with SIGKILL cannot stop its HTTP child: the child stops itself."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from http_peers import free_port, loopback_zone, wait_until_up
+
+    port = free_port()
+    zone = loopback_zone(tmp_path, port)
+    parent = subprocess.Popen([sys.executable, "-c", ORPHAN_CHECK, zone,
+                               str(tmp_path / "zone.db"), str(port)])
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}/healthz")
+        children = subprocess.run(["pgrep", "-P", str(parent.pid)], capture_output=True,
+                                  text=True).stdout.split()
+        assert len(children) == 1
+        parent.kill()
+        parent.wait()
+        child = int(children[0])
+        for _ in range(300):  # bounded wait, not a timing assertion
+            try:
+                os.kill(child, 0)
+            except ProcessLookupError:
+                break
+            if open(f"/proc/{child}/stat").read().split()[2] == "Z":
+                break
+            time.sleep(0.05)
+        else:
+            os.kill(child, signal.SIGKILL)
+            raise AssertionError("the gunicorn master outlived its parent")
+        assert curl("-o", "/dev/null", f"http://127.0.0.1:{port}/healthz", check=False).returncode
+    finally:
+        if parent.poll() is None:
+            parent.kill()
