@@ -56,6 +56,9 @@ DOMAIN = ("<domain type='test'><name>{name}</name><memory>1048576</memory><vcpu>
 _ACCESS = re.compile(r'"(?P<method>[A-Z]+) (?P<path>\S+) HTTP/[\d.]+" (?P<status>\d{3})')
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
 def mac_for(name: str) -> str:
     """A stable locally administered MAC per system name."""
     h = hashlib.sha256(name.encode()).digest()
@@ -169,7 +172,7 @@ class Emulator:
         """(method, path, status) of every request the emulator logged, in order."""
         out = []
         for line in self.log_lines():
-            m = _ACCESS.search(line)
+            m = _ACCESS.search(_ANSI.sub("", line))   # werkzeug colours its log when click is there
             if m:
                 out.append((m["method"], m["path"], int(m["status"])))
         return out
