@@ -66,20 +66,17 @@ def server_address(plan: Plan, options: ServeOptions) -> str:
 class Services:
     def __init__(self, plan: Plan, store: Store, options: ServeOptions):
         self.plan, self.store, self.options = plan, store, options
-        self.events: EventWriter | None = None
+        self.events = EventWriter(store)
         self.address = server_address(plan, options)
         self.running: list[tuple[str, object, threading.Thread]] = []
         self.stopped = threading.Event()
 
     def start(self) -> None:
         o = self.options
-        # HTTP forks gunicorn: it goes first, while this process has no other threads.
         starters = [(o.http, "http", self._http), (o.dhcp, "dhcp", self._dhcp),
                     (o.tftp, "tftp", self._tftp), (o.dns, "dns", self._dns)]
         try:
             for wanted, name, make in starters:
-                if self.events is None and name != "http":
-                    self.events = EventWriter(self.store)
                 if wanted:
                     service, run = make()
                     thread = threading.Thread(target=self._guard, args=(name, run), daemon=True,
@@ -126,10 +123,10 @@ class Services:
         return service, service.serve_forever
 
     def _http(self):
-        from .http.wsgi import spawn_http
+        from .http.wsgi import HttpServer
 
-        proc = spawn_http(self.plan, self.store, self.options.bind, self.options.http_port)
-        return _Child(proc), proc.join
+        server = HttpServer(self.plan, self.store, self.options.bind, self.options.http_port)
+        return server, server.serve_forever
 
     @staticmethod
     def ident(name: str) -> str:
@@ -154,18 +151,5 @@ class Services:
                         log.exception("stopping %s", name)
                     break
             self.store.unregister_service(self.ident(name))
-        if self.events is not None:
-            self.events.close()
+        self.events.close()
 
-
-class _Child:
-    """A service in a child process, stopped like the threaded ones."""
-
-    def __init__(self, proc):
-        self.proc = proc
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.join(10)
-        if self.proc.is_alive():
-            self.proc.kill()

@@ -29,7 +29,7 @@ seed=$(sed -n 's/.*s=\(http[^ ;]*\/\).*/\1/p' "$state/boot.ipxe" | head -n1)
 for part in meta-data user-data network-config; do
     curl -fsS --retry 5 -o "$state/$part" "$seed$part"
 done
-host=${hostname:-$(sed -n 's/^local-hostname: *//p' "$state/meta-data")}
+host=${hostname:-$(sed -n 's/^local-hostname: *//p' "$state/meta-data" | tr -d '"')}
 curl -fsS --retry 5 -X POST --data-urlencode "hostname=$host" \
     --data-urlencode "instance_id=lab-$host" \
     --data-urlencode "pub_key_ed25519=ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI$host lab" \

@@ -39,8 +39,11 @@ def check_host() -> None:
 
 
 class Lab:
-    def __init__(self, plan: Plan, pod: str, workdir: str, prefix: str | None = None):
+    def __init__(self, plan: Plan, pod: str, workdir: str, prefix: str | None = None,
+                 vm_units=()):
         self.plan, self.pod, self.workdir = plan, pod, workdir
+        self.vm_units = set(vm_units)
+        self.vms: dict = {}
         self.prefix = prefix or f"zl{os.getpid() % 100000}"
         self.netns = Netns(self.prefix)
         self.procs: list[subprocess.Popen] = []
@@ -76,11 +79,20 @@ class Lab:
         subprocess.run(["ip", "netns", "exec", self.tor, "sysctl", "-qw",
                         "net.ipv4.ip_forward=1"], check=True)
         for node in self.servers:
-            unit_ns = n.add(f"u{node.unit:02d}")
             port = f"swp{node.unit}"
-            n.veth(self.tor, port, unit_ns, "eth0")
+            if node.unit in self.vm_units:
+                self.vms[node.name] = self._vm(node, port)
+            else:
+                n.veth(self.tor, port, n.add(f"u{node.unit:02d}"), "eth0")
             ip("addr", "add", f"{self.gateway}/32", "dev", port, ns=self.tor)
             ip("route", "add", f"{node.address}/32", "dev", port, ns=self.tor)
+
+    def _vm(self, node, port: str):
+        from .vm import Vm
+
+        mac = "52:54:00:%02x:%02x:%02x" % (node.pod_index & 0xFF, node.unit >> 8, node.unit & 0xFF)
+        return Vm(self.tor, port, self.workdir, serial=f"LAB-{node.name}",
+                  uuid=f"00000000-0000-4000-8000-{node.pod_index:04d}{node.unit:08d}", mac=mac)
 
     def enter_controller(self) -> None:
         """Run the rest of this process (Redfish, HTTP clients) inside the ctl namespace."""
@@ -92,10 +104,10 @@ class Lab:
         self.procs.append(proc)
         return proc
 
-    def start_services(self, zone_path: str, state_path: str) -> None:
+    def start_services(self, zone_path: str, state_path: str, extra=()) -> None:
         self.spawn(self.ctl, sys.executable, "-m", "bootstrap", "serve", zone_path,
                    "--state", state_path, "--bind", "0.0.0.0", "--server-id", self.controller,
-                   "--dns-port", "53", log_name="serve")
+                   *extra, log_name="serve")
         ports = [f"swp{node.unit}" for node in self.servers]
         self.spawn(self.tor, "dhcrelay", "-4", "-d", "-a", "-m", "replace", "-iu", "core0",
                    *[arg for port in ports for arg in ("-id", port)], self.controller,
@@ -120,6 +132,9 @@ class Lab:
     def boot(self, name: str) -> None:
         """Power a lab server on: its agent DHCPs, fetches iPXE and cloud-init, phones home."""
         node = self.plan.nodes[name]
+        if name in self.vms:
+            self.vms[name].start()
+            return
         if name in self.agents and self.agents[name].poll() is None:
             return
         state = os.path.join(self.workdir, name)
@@ -133,6 +148,8 @@ class Lab:
     # --- teardown ----------------------------------------------------------------
 
     def close(self) -> None:
+        for vm in self.vms.values():
+            vm.stop()
         for proc in self.procs:
             if proc.poll() is None:
                 try:
