@@ -152,3 +152,26 @@ def test_gunicorn_does_not_outlive_a_killed_zone_serve(tmp_path):
     finally:
         if parent.poll() is None:
             parent.kill()
+
+
+def test_the_gunicorn_command_line_entry(tmp_path):
+    """``gunicorn 'bootstrap.http.wsgi:app_from_env()'`` as an operator would run it."""
+    import os
+    import subprocess
+    import sys
+
+    from http_peers import free_port, loopback_zone, wait_until_up
+
+    port = free_port()
+    env = dict(os.environ, ZONE_FILE=loopback_zone(tmp_path, port),
+               ZONE_STATE=str(tmp_path / "zone.db"))
+    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-b", f"127.0.0.1:{port}", "-w", "1",
+                             "bootstrap.http.wsgi:app_from_env()"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}/healthz")
+        script = body(f"http://127.0.0.1:{port}/boot/ipxe", source=U03)
+        assert "/cloud-init/p01-u03/" in script
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)

@@ -124,3 +124,17 @@ def test_phone_home_from_elsewhere_is_refused(client, http_store):
     assert r.status_code == 403
     assert http_store.node("p01-u03")["state"] == "planned"
     assert kinds(http_store, "p01-u03") == ["phone-home-denied"]
+
+
+def test_zone_node_token_prints_the_token_the_service_accepts(http_plan, tmp_path, capsys):
+    from bootstrap.cli import main
+    from bootstrap.state import Store
+    state = str(tmp_path / "state" / "zone.db")
+    store = Store(state)
+    store.seed(http_plan)
+    app = make_app(http_plan, store, NODE_SECRET=None)  # the secret file beside the state
+    assert main(["node-token", http_plan.zone.source, "p01-u03", "--state", state]) == 0
+    token = capsys.readouterr().out.strip()
+    r = app.test_client().get(f"/cloud-init/p01-u03/meta-data?token={token}")
+    assert r.status_code == 200
+    assert main(["node-token", http_plan.zone.source, "p09-u99", "--state", state]) == 2
