@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
 from bootstrap.http.identify import node_token
 from bootstrap.state import Store
-from http_peers import API_TOKEN, INITRD, KERNEL, SECRET, curl, gunicorn_zone
+from http_peers import (API_TOKEN, INITRD, KERNEL, SECRET, curl, free_port, gunicorn_zone,
+                        loopback_zone, wait_until_up)
 
 U03 = "127.17.1.13"   # p01-u03's provision address in the loopback zone
 
@@ -117,14 +123,6 @@ threading.Event().wait()
 
 def test_gunicorn_does_not_outlive_a_killed_zone_serve(tmp_path):
     """zone serve killed with SIGKILL cannot stop its HTTP child: the child stops itself."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    from http_peers import free_port, loopback_zone, wait_until_up
-
     port = free_port()
     zone = loopback_zone(tmp_path, port)
     parent = subprocess.Popen([sys.executable, "-c", ORPHAN_CHECK, zone,
@@ -156,12 +154,6 @@ def test_gunicorn_does_not_outlive_a_killed_zone_serve(tmp_path):
 
 def test_the_gunicorn_command_line_entry(tmp_path):
     """``gunicorn 'bootstrap.http.wsgi:app_from_env()'`` as an operator would run it."""
-    import os
-    import subprocess
-    import sys
-
-    from http_peers import free_port, loopback_zone, wait_until_up
-
     port = free_port()
     env = dict(os.environ, ZONE_FILE=loopback_zone(tmp_path, port),
                ZONE_STATE=str(tmp_path / "zone.db"))
