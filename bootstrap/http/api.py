@@ -55,13 +55,17 @@ def json_body() -> dict:
 
 @bp.get("/nodes")
 def nodes():
+    """Plan and state of every node; ``pod``, ``kind``, ``state`` filter, ``offset``/``limit`` page."""
     svc, args = current(), request.args
     records = {r["name"]: r for r in svc.store.nodes(pod=args.get("pod"), kind=args.get("kind"))}
     out = [node_json(n, records.get(n.name)) for n in svc.plan.nodes.values()
            if n.name in records]
     if args.get("state"):
         out = [n for n in out if n["state"] == args["state"]]
-    return jsonify(zone=svc.plan.zone.name, count=len(out), nodes=out)
+    offset = arg_int("offset", 0)
+    limit = arg_int("limit", len(out), 0)
+    return jsonify(zone=svc.plan.zone.name, count=len(out), offset=offset,
+                   nodes=out[offset:offset + limit])
 
 
 @bp.get("/nodes/<name>")

@@ -17,6 +17,8 @@ def test_nodes_lists_plan_and_state_with_filters(client, http_store, http_plan):
     assert [n["name"] for n in servers] == ["p01-u01", "p01-u02", "p01-u03", "p01-u04"]
     booting = client.get("/api/v1/nodes?state=booting").json["nodes"]
     assert [(n["name"], n["address"]) for n in booting] == [("p01-u02", "10.17.1.12")]
+    page = client.get("/api/v1/nodes?kind=server&offset=1&limit=2").json
+    assert page["count"] == 4 and [n["name"] for n in page["nodes"]] == ["p01-u02", "p01-u03"]
 
 
 def test_node_detail_has_data_and_recent_events(client, http_store):
