@@ -55,7 +55,7 @@ def json_body() -> dict:
 
 @bp.get("/nodes")
 def nodes():
-    """Plan and state of every node; ``pod``, ``kind``, ``state`` filter, ``offset``/``limit`` page."""
+    """Plan and state of every node: ``pod``, ``kind``, ``state`` filter; ``offset``, ``limit``."""
     svc, args = current(), request.args
     records = {r["name"]: r for r in svc.store.nodes(pod=args.get("pod"), kind=args.get("kind"))}
     out = [node_json(n, records.get(n.name)) for n in svc.plan.nodes.values()
@@ -78,7 +78,7 @@ def node(name: str):
 
 @bp.route("/nodes/<name>", methods=["PATCH", "POST"])
 def change_node(name: str):
-    """``{"state": …, "reason": …}`` moves the node (409 if illegal); ``{"data": {…}}`` merges."""
+    """``{"state", "reason"}`` moves the node (409 if illegal); ``{"data": {…}}`` merges."""
     svc = current()
     require_token(svc)
     found, body = named(svc, name), json_body()

@@ -75,7 +75,7 @@ def nics_view(node: Node, macs: list, nic_names) -> list[dict]:
 
 
 def network_view(plan: Plan, node: Node, subnets: dict, macs: list, settings: dict) -> dict:
-    """cloud-init network-config v2 facts: a bond over the ToR links, VLANs where the zone has them."""
+    """network-config v2 facts: a bond over the ToR links, VLANs where the zone has them."""
     untagged = [s for s in subnets.values() if s["vlan"] is None]
     tagged = [dict(s, name=f"{BOND}.{s['vlan']}", network=net)
               for net, s in subnets.items() if s["vlan"] is not None]

@@ -159,7 +159,8 @@ class HttpServer:
             return
         code = self.proc.wait()
         if code and not self.stopping.is_set():
-            raise WorkError(f"the HTTP service on {self.bind}:{self.port} exited with status {code}")
+            raise WorkError(f"the HTTP service on {self.bind}:{self.port} exited "
+                            f"with status {code}")
 
     def shutdown(self, timeout: float = 10) -> None:
         with self.lock:

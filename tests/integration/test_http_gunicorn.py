@@ -68,7 +68,8 @@ def test_cloud_init_only_to_the_node_or_its_token(live):
 def test_phone_home_as_cloud_init_posts_it(live):
     base, _, state = live
     out = body("-f", "-X", "POST", "--data-urlencode", "pub_key_ed25519=ssh-ed25519 AAAAC3Nz u03",
-               "--data-urlencode", "instance_id=iid-p01-u03", "--data-urlencode", "hostname=p01-u03",
+               "--data-urlencode", "instance_id=iid-p01-u03",
+               "--data-urlencode", "hostname=p01-u03",
                base + "/phone-home/p01-u03", source=U03)
     assert '"state":"installed"' in out.replace(" ", "")
     node = Store(state).node("p01-u03")

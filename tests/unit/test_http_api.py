@@ -69,9 +69,10 @@ def test_state_change_is_legal_or_409(client, http_store):
     assert r.status_code == 200 and r.json["node"]["state"] == "booting"
     back = client.patch("/api/v1/nodes/p01-u03", json={"state": "planned"}, headers=AUTH)
     assert back.status_code == 409 and "booting" in back.json["error"]
-    data = client.post("/api/v1/nodes/p01-u03", json={"data": {"rack": "A1"}, "mac": "aa:bb:cc:dd:ee:ff"},
+    mac = "aa:bb:cc:dd:ee:ff"
+    data = client.post("/api/v1/nodes/p01-u03", json={"data": {"rack": "A1"}, "mac": mac},
                        headers=AUTH)
-    assert data.json["node"]["data"] == {"rack": "A1"} and data.json["node"]["mac"] == "aa:bb:cc:dd:ee:ff"
+    assert data.json["node"]["data"] == {"rack": "A1"} and data.json["node"]["mac"] == mac
 
 
 def test_bad_bodies_and_arguments_are_400_json(client):

@@ -14,8 +14,8 @@ def test_known_address_gets_its_install_script(client, http_store):
     body = r.get_data(as_text=True)
     assert r.status_code == 200 and body.startswith("#!ipxe\n")
     base = "http://10.17.0.2:8080"
-    assert f"kernel {base}/files/images/debian-12/linux initrd=initrd auto=true priority=critical " \
-           f"ds=nocloud;s={base}/cloud-init/p01-u03/ " in body
+    assert (f"kernel {base}/files/images/debian-12/linux initrd=initrd "
+            f"auto=true priority=critical ds=nocloud;s={base}/cloud-init/p01-u03/ ") in body
     assert f"initrd --name initrd {base}/files/images/debian-12/initrd.gz" in body
     assert http_store.node("p01-u03")["state"] == "booting"
     assert kinds(http_store, "p01-u03") == ["ipxe-script", "state"]

@@ -1,4 +1,4 @@
-"""Switch ZTP answers: SONiC, Cumulus, Arista, ONIE, each from templates with the switch's identity."""
+"""Switch ZTP answers (SONiC, Cumulus, Arista, ONIE), each rendered with the switch's identity."""
 
 from __future__ import annotations
 
