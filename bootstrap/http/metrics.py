@@ -1,17 +1,29 @@
-"""``/metrics`` for Prometheus, and counting every request by endpoint and status."""
+"""``/metrics`` for Prometheus, and counting every request by endpoint and status.
+
+Under ``zone serve`` the HTTP service runs in a child process while DHCP, TFTP
+and DNS count in the parent: :class:`HttpServer` exports the parent's registry
+on a loopback port (``PARENT_METRICS_URL``) and ``/metrics`` merges its ``zone_*``
+families in, so one scrape sees DHCP answers by type beside HTTP requests.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
+import urllib.request
 
 from flask import Blueprint, Flask, Response, request
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 from .. import metrics as shared
 from ..state import FAILED, ORDER
 from .service import current
 
 bp = Blueprint("metrics", __name__)
+log = logging.getLogger("bootstrap.http")
+OWN = {"zone_http_requests", "zone_nodes"}  # families this process is the source of
+PARENT_TIMEOUT = 2.0
 
 
 def refresh_node_gauge(store) -> None:
@@ -32,10 +44,47 @@ def registry():
     return reg
 
 
+def parent_families(url: str) -> list:
+    """The parent process's ``zone_*`` families (DHCP, TFTP, DNS, firmware); [] if unreachable."""
+    try:
+        with urllib.request.urlopen(url, timeout=PARENT_TIMEOUT) as resp:
+            text = resp.read().decode()
+    except (OSError, ValueError) as exc:
+        log.warning("metrics of the parent process not read: %s", exc)
+        return []
+    return [f for f in text_string_to_metric_families(text)
+            if f.name.startswith("zone_") and f.name not in OWN]
+
+
+class _Families:
+    """A collector yielding given families, or another registry's minus some names."""
+
+    def __init__(self, families=(), source=None, exclude=frozenset()):
+        self.families, self.source, self.exclude = families, source, exclude
+
+    def collect(self):
+        yield from self.families
+        if self.source is not None:
+            yield from (f for f in self.source.collect() if f.name not in self.exclude)
+
+
+def exposition(parent_url: str | None) -> bytes:
+    own = registry()
+    if not parent_url:
+        return generate_latest(own)
+    families = parent_families(parent_url)
+    merged = CollectorRegistry()
+    merged.register(_Families(source=own, exclude={f.name for f in families}))
+    merged.register(_Families(families))
+    return generate_latest(merged)
+
+
 @bp.get("/metrics")
 def metrics():
-    refresh_node_gauge(current().store)
-    return Response(generate_latest(registry()), content_type=CONTENT_TYPE_LATEST)
+    svc = current()
+    refresh_node_gauge(svc.store)
+    return Response(exposition(svc.settings.get("PARENT_METRICS_URL")),
+                    content_type=CONTENT_TYPE_LATEST)
 
 
 def count_request(response):

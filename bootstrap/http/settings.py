@@ -30,6 +30,7 @@ DEFAULTS = {
     "STATUS_NODE_LIMIT": 500,         # above this many nodes the status page shows counts
     "STATUS_REFRESH_SECONDS": 2,
     "TEMPLATES_DIR": REPO_TEMPLATES,
+    "PARENT_METRICS_URL": None,       # set by HttpServer: the zone serve process's metrics
 }
 
 

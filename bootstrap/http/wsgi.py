@@ -25,6 +25,7 @@ import tempfile
 import threading
 
 from gunicorn.app.base import BaseApplication
+from prometheus_client import make_wsgi_app
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from ..errors import WorkError
@@ -130,7 +131,7 @@ class HttpServer:
         self.config = dict(config or {})
         self.config.setdefault("NODE_SECRET", node_secret(self.config, store.path))
         self.workers, self.threads = workers, threads
-        self.proc = self.local = None
+        self.proc = self.local = self.exporter = None
         self.stopping = threading.Event()
         self.lock = threading.Lock()
 
@@ -145,6 +146,9 @@ class HttpServer:
             app = create_app(self.plan, self.store, self.config)
             self.local = ThreadedServer(app, self.bind, self.port)
         else:
+            # Our process's counters (DHCP, TFTP, DNS) for the child's /metrics, on loopback.
+            self.exporter = ThreadedServer(make_wsgi_app(), "127.0.0.1", 0)
+            self.config["PARENT_METRICS_URL"] = self.exporter.url + "/metrics"
             spec = write_spec(self.plan, self.config)
             self.proc = subprocess.Popen(self.command(spec), stdin=subprocess.DEVNULL,
                                          env=_child_env())
@@ -165,8 +169,9 @@ class HttpServer:
     def shutdown(self, timeout: float = 10) -> None:
         with self.lock:
             self.stopping.set()
-        if self.local is not None:
-            self.local.close()
+        for server in (self.local, self.exporter):
+            if server is not None:
+                server.close()
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()  # SIGTERM: gunicorn finishes the requests in flight
             try:

@@ -12,6 +12,9 @@ import time
 
 import pytest
 
+from prometheus_client.parser import text_string_to_metric_families
+
+from bootstrap import metrics as shared
 from bootstrap.http.identify import node_token
 from bootstrap.state import Store
 from http_peers import (API_TOKEN, INITRD, KERNEL, SECRET, curl, free_port, gunicorn_zone,
@@ -103,10 +106,15 @@ def test_api_changes_need_the_token_over_the_wire(live):
     assert '"state":"discovered"' in done.replace(" ", "")
 
 
-def test_metrics_over_the_wire(live):
+def test_metrics_over_the_wire_include_the_parent_process_counters(live):
+    """DHCP counts in zone serve's process; the gunicorn child's /metrics shows them too."""
+    shared.DHCP_ANSWERS.labels(type="http-test-offer").inc(3)
     text = body("-f", live[0] + "/metrics")
     assert 'zone_nodes{kind="server",state="planned"}' in text
     assert "zone_http_requests_total{" in text
+    assert 'zone_dhcp_answers_total{type="http-test-offer"} 3.0' in text
+    names = [f.name for f in text_string_to_metric_families(text)]
+    assert len(names) == len(set(names))  # each family once: a valid exposition
 
 
 ORPHAN_CHECK = """

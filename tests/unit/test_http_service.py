@@ -98,3 +98,10 @@ def test_a_failing_view_is_a_500_text_answer_not_a_crash(http_plan, http_store):
     r = app.test_client().get("/boot/ipxe")
     assert r.status_code == 500 and r.get_data(as_text=True) == "internal error\n"
     assert app.test_client().get("/healthz").status_code == 200
+
+
+def test_metrics_still_answer_when_the_parent_exporter_is_gone(http_plan, http_store):
+    client = make_app(http_plan, http_store,
+                      PARENT_METRICS_URL="http://127.0.0.1:1/metrics").test_client()
+    r = client.get("/metrics")
+    assert r.status_code == 200 and b'zone_nodes{kind="bmc",state="planned"} 4.0' in r.data
