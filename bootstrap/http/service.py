@@ -20,6 +20,8 @@ SOURCE = "http"
 
 
 class HttpService:
+    """The plan, the store, settings and secrets of one app, and helpers over them."""
+
     def __init__(self, plan: Plan, store, settings: dict):
         self.plan, self.store, self.settings = plan, store, settings
         self.base_url = (settings["PUBLIC_URL"] or plan.zone.controller_url).rstrip("/")
