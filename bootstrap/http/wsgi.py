@@ -131,7 +131,7 @@ class HttpServer:
         self.config = dict(config or {})
         self.config.setdefault("NODE_SECRET", node_secret(self.config, store.path))
         self.workers, self.threads = workers, threads
-        self.proc = self.local = self.exporter = None
+        self.proc = self.local = self.exporter = self.spec = None
         self.stopping = threading.Event()
         self.lock = threading.Lock()
 
@@ -149,8 +149,8 @@ class HttpServer:
             # Our process's counters (DHCP, TFTP, DNS) for the child's /metrics, on loopback.
             self.exporter = ThreadedServer(make_wsgi_app(), "127.0.0.1", 0)
             self.config["PARENT_METRICS_URL"] = self.exporter.url + "/metrics"
-            spec = write_spec(self.plan, self.config)
-            self.proc = subprocess.Popen(self.command(spec), stdin=subprocess.DEVNULL,
+            self.spec = write_spec(self.plan, self.config)
+            self.proc = subprocess.Popen(self.command(self.spec), stdin=subprocess.DEVNULL,
                                          env=_child_env())
 
     def serve_forever(self) -> None:
@@ -162,6 +162,8 @@ class HttpServer:
             self.local.thread.join()
             return
         code = self.proc.wait()
+        with contextlib.suppress(OSError):  # the child removes it; unless it died first
+            os.unlink(self.spec)
         if code and not self.stopping.is_set():
             raise WorkError(f"the HTTP service on {self.bind}:{self.port} exited "
                             f"with status {code}")
