@@ -95,7 +95,7 @@ def test_wrong_password_is_a_clear_error_and_not_retried(emulator, tmp_path, cap
     zone = stub_zone(emulator, tmp_path, password="not-the-password")
     code, out, _ = run(capsys, zone, "plan", "--state", str(tmp_path / "s.db"))
     assert code == 1
-    assert "p01-u01-bmc: FAILED login: HTTP 401: credentials refused" in out
+    assert "p01-u01-bmc: FAILED system: HTTP 401: credentials refused" in out
     assert "not-the-password" not in out
     refused = [r for r in emulator.requests() if r[2] == 401]
     assert len(refused) == 4   # one login attempt per BMC, no retries
@@ -124,7 +124,7 @@ def test_bmc_that_never_answers_times_out_clearly(tmp_path, capsys):
         code, out, _ = run(capsys, zone, "plan", "--pod", "p01", "--timeout", "0.3",
                            "--retries", "1", "--state", str(tmp_path / "s.db"))
     assert code == 1
-    assert "p01-u03-bmc: FAILED login: timed out" in out
+    assert "p01-u03-bmc: FAILED system: timed out" in out
     plan = compile_plan(load_zone(zone))
     store = Store(str(tmp_path / "s.db"))
     assert all(store.node(n.name)["state"] == "failed" for n in plan.select("p01", "bmc"))
