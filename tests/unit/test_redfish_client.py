@@ -1,7 +1,6 @@
 """Credentials, TLS settings, endpoints, retry policy and images: no BMC needed."""
 
 import hashlib
-import os
 import urllib.error
 import urllib.request
 
