@@ -1,0 +1,407 @@
+"""TFTP service: iPXE binaries from a root directory, anything else fetched from the controller.
+
+The ToR appliance holds the iPXE binaries (Debian's ``ipxe`` package by default); a
+file it does not hold is fetched once from ``<controller>/files/<name>``, cached on
+disk atomically and then served (the "TFTP proxy on the ToR").
+
+tftpy supplies the protocol (packet codec, option negotiation, per-transfer state
+machine with retransmits); this module supplies the policy (which names are allowed,
+where bytes come from) and the event loop. tftpy's own ``TftpServer.listen`` is not
+used because it blocks every transfer while a file is opened, scans every session for
+each packet and lets an unexpected exception end the server; here one bad request
+never stops the loop and a controller fetch runs on a worker thread.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import selectors
+import socket
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import Future, ThreadPoolExecutor
+from urllib.parse import quote
+
+from tftpy.TftpContexts import TftpContextServer
+from tftpy.TftpPacketFactory import TftpPacketFactory
+from tftpy.TftpPacketTypes import TftpPacketERR, TftpPacketRRQ, TftpPacketWRQ
+from tftpy.TftpShared import TftpErrors, TftpException, TftpTimeout, TftpTimeoutExpectACK
+
+from .metrics import TFTP_TRANSFERS
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ROOT = "/usr/lib/ipxe"
+SESSION_TIMEOUT = 2.0          # seconds before a lost DATA is sent again
+RETRIES = 5
+FETCH_TIMEOUT = 15.0
+MISS_TTL = 10.0                # a name the controller lacks is not asked again for this long
+MEMORY_LIMIT = 16 << 20        # files up to this size are served from memory
+MAX_DATAGRAM = 65536
+
+
+# ---------------------------------------------------------------------------
+# Pure policy: which names may be served
+# ---------------------------------------------------------------------------
+
+def clean_name(raw: str) -> str | None:
+    """The relative path a request names, or None when it must be refused.
+
+    PXE firmware sends both ``undionly.kpxe`` and ``/undionly.kpxe``; any ``..``, empty,
+    ``.`` or backslash component, or a control character, is refused outright rather
+    than normalised, so a name can never climb out of the root or the cache.
+    """
+    name = raw.lstrip("/")
+    if not name or any(ord(c) < 0x20 or c in "\\\x7f" for c in name):
+        return None
+    parts = name.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        return None
+    return "/".join(parts)
+
+
+def _file_in(directory: str | None, name: str) -> str | None:
+    if not directory:
+        return None
+    path = os.path.join(directory, name)
+    return path if os.path.isfile(path) else None
+
+
+# ---------------------------------------------------------------------------
+# The controller fetch, once per name, cached atomically
+# ---------------------------------------------------------------------------
+
+def http_get(url: str, out, timeout: float = FETCH_TIMEOUT) -> bool:
+    """Copy ``url`` into the binary file ``out``; False when the controller lacks it."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (our controller)
+            while chunk := resp.read(1 << 16):
+                out.write(chunk)
+        return True
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return False
+        raise
+
+
+class Fetcher:
+    """Fetches ``<controller>/files/<name>`` into ``cache_dir``, at most once at a time per name.
+
+    Concurrent callers for the same name wait on the one fetch in flight (single
+    flight). The file appears under its final name only when complete (write to a
+    temporary file in the same directory, then ``os.replace``), so a reader never sees
+    half a file. A miss is remembered for ``MISS_TTL`` seconds so clients retrying a
+    wrong name do not hammer the controller.
+    """
+
+    def __init__(self, controller_url: str | None, cache_dir: str, get=http_get):
+        self.base = (controller_url or "").rstrip("/")
+        self.cache_dir = cache_dir
+        self._get = get
+        self._lock = threading.Lock()
+        self._flights: dict[str, Future] = {}
+        self._misses: dict[str, float] = {}
+
+    def cached(self, name: str) -> str | None:
+        return _file_in(self.cache_dir, name)
+
+    def fetch(self, name: str) -> str | None:
+        """The cached path of ``name``, fetching it first if needed; None if unavailable."""
+        path = self.cached(name)
+        if path or not self.base:
+            return path
+        with self._lock:
+            flight = self._flights.get(name)
+            owner = flight is None
+            if owner:
+                flight = self._flights[name] = Future()
+        if not owner:
+            return flight.result()
+        try:
+            path = self._fetch_once(name)
+            flight.set_result(path)
+        except BaseException as exc:  # waiters must never hang on a failed owner
+            flight.set_result(None)
+            if not isinstance(exc, Exception):
+                raise
+            log.warning("tftp: fetching %s from %s failed: %s", name, self.base, exc)
+            path = None
+        finally:
+            with self._lock:
+                del self._flights[name]
+        return path
+
+    def _fetch_once(self, name: str) -> str | None:
+        path = self.cached(name)          # a flight that ended just before ours
+        if path:
+            return path
+        if time.monotonic() < self._misses.get(name, 0.0):
+            return None
+        target = os.path.join(self.cache_dir, name)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(target), prefix=".fetch-")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                found = self._get(f"{self.base}/files/{quote(name)}", out)
+            if not found:
+                self._misses[name] = time.monotonic() + MISS_TTL
+                log.info("tftp: controller has no %s", name)
+                return None
+            os.replace(tmp, target)
+            log.info("tftp: cached %s from the controller", name)
+            return target
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+
+# ---------------------------------------------------------------------------
+# Where a name's bytes come from
+# ---------------------------------------------------------------------------
+
+class FileSource:
+    """Resolves a clean name to bytes: the root first, then the controller cache.
+
+    Small files are kept in memory (keyed by path, size and mtime, so a replaced file
+    is re-read) and every transfer gets its own ``BytesIO`` over the shared bytes.
+    """
+
+    def __init__(self, root: str, fetcher: Fetcher):
+        self.root = root
+        self.fetcher = fetcher
+        self._memory: dict[str, tuple] = {}
+
+    def local(self, name: str) -> str | None:
+        return _file_in(self.root, name) or self.fetcher.cached(name)
+
+    def needs_fetch(self, name: str) -> bool:
+        return bool(self.fetcher.base) and self.local(name) is None
+
+    def open(self, name: str):
+        """A readable binary file object for ``name``, or None."""
+        path = self.local(name)
+        if path is None:
+            return None
+        st = os.stat(path)
+        if st.st_size > MEMORY_LIMIT:
+            return open(path, "rb")
+        key = (st.st_size, st.st_mtime_ns)
+        held = self._memory.get(path)
+        if held is None or held[0] != key:
+            with open(path, "rb") as fh:
+                held = self._memory[path] = (key, fh.read())
+        return io.BytesIO(held[1])
+
+
+# ---------------------------------------------------------------------------
+# The protocol adapter: one selector loop over tftpy transfer contexts
+# ---------------------------------------------------------------------------
+
+def _error_packet(code: int) -> bytes:
+    pkt = TftpPacketERR()
+    pkt.errorcode = code
+    return pkt.encode().buffer
+
+
+class TftpService:
+    """A TFTP server on ``bind:port`` serving ``root``, proxying misses to ``controller_url``.
+
+    ``serve_forever()`` runs the loop in the calling thread; ``start()`` runs it in a
+    daemon thread and returns once the socket is bound; ``stop()`` ends it and closes
+    every socket. ``port=0`` binds an ephemeral port, readable from ``.port``.
+    """
+
+    def __init__(self, root: str = DEFAULT_ROOT, cache_dir: str | None = None,
+                 controller_url: str | None = None, bind: str = "127.0.0.1", port: int = 69,
+                 timeout: float = SESSION_TIMEOUT, retries: int = RETRIES):
+        self.root = root
+        self.cache_dir = cache_dir or os.path.join(tempfile.gettempdir(), "zone-tftp-cache")
+        os.makedirs(self.cache_dir, exist_ok=True)
+        self.source = FileSource(root, Fetcher(controller_url, self.cache_dir))
+        self.timeout, self.retries = timeout, retries
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((bind, port))
+        self.port = self.sock.getsockname()[1]
+        self._factory = TftpPacketFactory()
+        self._sessions: dict[tuple, TftpContextServer] = {}
+        self._pending: dict[tuple, bytes] = {}       # client → RRQ waiting for a fetch
+        self._ready: list[tuple] = []                 # clients whose fetch finished
+        self._ready_lock = threading.Lock()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="tftp-fetch")
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self.sock, selectors.EVENT_READ, None)
+        self._selector.register(self._wake_r, selectors.EVENT_READ, "wake")
+        self._stopping = threading.Event()
+        self._serving = False
+        self._thread: threading.Thread | None = None
+        # tftpy looks a name up under its root before asking us; an empty directory
+        # makes every lookup come to FileSource, the one place that decides.
+        self._empty_root = tempfile.mkdtemp(prefix="zone-tftp-root-")
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def start(self) -> "TftpService":
+        """Serve in a daemon thread; the socket is already bound, so clients may send now."""
+        self._serving = True
+        self._thread = threading.Thread(target=self.serve_forever, name="tftp", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """End the loop and close every socket; idempotent."""
+        if self._stopping.is_set():
+            return
+        self._stopping.set()
+        if not self._serving:
+            self._close()
+            return
+        self._wake_w.send(b"x")
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def serve_forever(self) -> None:
+        log.info("tftp: serving %s on %s:%d", self.root, *self.sock.getsockname())
+        self._serving, sel = True, self._selector
+        next_check = time.monotonic() + 0.5
+        try:
+            while not self._stopping.is_set():
+                for key, _ in sel.select(timeout=0.5):
+                    self._dispatch(key)
+                if time.monotonic() >= next_check:
+                    self._check_timeouts()
+                    next_check = time.monotonic() + 0.5
+        finally:
+            self._close()
+
+    def _close(self) -> None:
+        for client in list(self._sessions):
+            self._end(client, "aborted")
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._selector.close()
+        for sock in (self.sock, self._wake_r, self._wake_w):
+            sock.close()
+        os.rmdir(self._empty_root)
+
+    # -- packets -----------------------------------------------------------
+
+    def _dispatch(self, key) -> None:
+        try:
+            if key.data is None:
+                self._on_request(*self.sock.recvfrom(MAX_DATAGRAM))
+            elif key.data == "wake":
+                self._on_wake()
+            else:
+                self._on_session(key.data)
+        except Exception:  # a bad packet or a broken transfer never stops the server
+            log.exception("tftp: unexpected error; dropping the packet")
+
+    def _on_request(self, buffer: bytes, client: tuple) -> None:
+        if client in self._sessions or client in self._pending:
+            return                      # a retransmitted request; the transfer answers it
+        reason, name = self._screen(buffer)
+        if reason is not None:
+            log.info("tftp: refused %s from %s:%d: %s", name or "-", *client, reason[1])
+            self.sock.sendto(_error_packet(reason[0]), client)
+            TFTP_TRANSFERS.labels(result="refused").inc()
+            return
+        if self.source.needs_fetch(name):
+            self._pending[client] = buffer
+            self._pool.submit(self.source.fetcher.fetch, name).add_done_callback(
+                lambda _f, c=client: self._fetched(c))
+            return
+        self._begin(client, buffer)
+
+    def _screen(self, buffer: bytes) -> tuple:
+        """(None, name) for a read request we may serve, else ((error code, why), name)."""
+        try:
+            pkt = self._factory.parse(buffer)
+        except (TftpException, ValueError, UnicodeDecodeError) as exc:
+            return (TftpErrors.IllegalTftpOp, f"malformed request ({exc})"), None
+        if isinstance(pkt, TftpPacketWRQ):
+            return (TftpErrors.AccessViolation, "write requests are refused"), pkt.filename
+        if not isinstance(pkt, TftpPacketRRQ):
+            return (TftpErrors.IllegalTftpOp, "not a read request"), None
+        name = clean_name(pkt.filename)
+        if name is None:
+            return (TftpErrors.AccessViolation, "name outside the served tree"), pkt.filename
+        return None, name
+
+    def _begin(self, client: tuple, buffer: bytes) -> None:
+        ctx = TftpContextServer(client[0], client[1], self.timeout, self._empty_root,
+                                dyn_file_func=self._open, upload_open=lambda *_: None,
+                                retries=self.retries, flock=False)
+        self._sessions[client] = ctx
+        self._selector.register(ctx.sock, selectors.EVENT_READ, client)
+        try:
+            ctx.start(buffer)
+        except TftpTimeoutExpectACK:
+            ctx.timeout_expectACK = True
+        except (TftpException, OSError) as exc:
+            log.info("tftp: %s:%d: %s", *client, exc)
+            self._end(client, "not_found" if "not found" in str(exc).lower() else "error")
+
+    def _open(self, filename: str, raddress=None, rport=None):
+        name = clean_name(filename)
+        return self.source.open(name) if name else None
+
+    def _on_session(self, client: tuple) -> None:
+        ctx = self._sessions.get(client)
+        if ctx is None:
+            return
+        ctx.timeout_expectACK = False
+        try:
+            ctx.cycle()
+        except TftpTimeoutExpectACK:
+            ctx.timeout_expectACK = True
+        except (TftpException, OSError) as exc:
+            log.info("tftp: %s:%d: transfer of %s failed: %s", *client, ctx.file_to_transfer, exc)
+            self._end(client, "error")
+            return
+        if ctx.state is None:
+            self._end(client, "ok")
+
+    def _end(self, client: tuple, result: str) -> None:
+        ctx = self._sessions.pop(client)
+        self._selector.unregister(ctx.sock)
+        ctx.end()
+        TFTP_TRANSFERS.labels(result=result).inc()
+
+    # -- fetches and timeouts ---------------------------------------------
+
+    def _fetched(self, client: tuple) -> None:
+        """Worker thread: hand the client back to the loop."""
+        with self._ready_lock:
+            self._ready.append(client)
+        try:
+            self._wake_w.send(b"f")
+        except OSError:
+            pass                        # stopping
+
+    def _on_wake(self) -> None:
+        self._wake_r.recv(4096)
+        with self._ready_lock:
+            ready, self._ready = self._ready, []
+        for client in ready:
+            buffer = self._pending.pop(client, None)
+            if buffer is not None:
+                self._begin(client, buffer)   # serves the cached file or says not found
+
+    def _check_timeouts(self) -> None:
+        now = time.time()
+        for client, ctx in list(self._sessions.items()):
+            try:
+                ctx.checkTimeout(now)
+            except TftpTimeout:
+                ctx.retry_count += 1
+                if ctx.retry_count >= ctx.retries:
+                    log.info("tftp: %s:%d: gave up on %s", *client, ctx.file_to_transfer)
+                    self._end(client, "timeout")
+                else:
+                    ctx.state.resendLast()
+                    ctx.last_update = now
