@@ -59,6 +59,7 @@ TARGET_VARS = {
     "common_apt_proxy": f"http://127.0.0.1:{PROXY_PORT}",
 }
 CLONE_NEWNET = 0x40000000
+PR_SET_PDEATHSIG = 1
 
 
 def run(cmd: list, **kw) -> subprocess.CompletedProcess:
@@ -304,7 +305,11 @@ class Target:
 
     def exec(self, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:
         """Run a command inside the target (all its namespaces and its root)."""
-        return run(["nsenter", "-t", str(self.pid), "-a", "-r", "-w", *cmd], check=check)
+        done = run(["nsenter", "-t", str(self.pid), "-a", "-r", "-w", *cmd], check=False)
+        if check and done.returncode != 0:
+            raise RuntimeError(f"{self.name}: {' '.join(cmd)} failed (rc {done.returncode}): "
+                               f"{done.stderr.strip()[-1000:]}")
+        return done
 
     def stop(self) -> None:
         if self.pid is not None:
@@ -374,8 +379,9 @@ class Targets:
         log = open(os.path.join(target.home, "sshd.log"), "w")
         target.proc = subprocess.Popen(
             ["ip", "netns", "exec", target.netns, "unshare", "--mount", "--uts", "--pid", "--fork",
-             "--propagation", "private", "sh", "-c", START],
-            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+             "--kill-child", "--propagation", "private", "sh", "-c", START],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=_die_with_parent)
         log.close()
         self.proxy.serve_in(target.netns)
         target.pid = _wait_listening(target)
@@ -412,6 +418,12 @@ class Targets:
             for target in self.targets.values():
                 shutil.rmtree(target.home, ignore_errors=True)
         self.targets.clear()
+
+
+def _die_with_parent() -> None:
+    """If the test process dies without cleaning up, its targets die too
+    (and ``unshare --kill-child`` takes the target's sshd with it)."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _serial_numbers():
