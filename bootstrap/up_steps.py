@@ -21,19 +21,81 @@ def _before(store: Store, name: str, state: str) -> bool:
         order.index(node["state"]) < order.index(state)
 
 
+class _UpRecorder:
+    """Redfish facts recorded on the BMC (the store recorder) and carried to its server."""
+
+    def __init__(self, store: Store, plan: Plan, lab=None):
+        from .redfish.recording import StoreRecorder
+
+        self.inner, self.store, self.plan, self.lab = StoreRecorder(store), store, plan, lab
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def discovered(self, bmc, found):
+        self.inner.discovered(bmc, found)
+        self.store.advance([(bmc.peer, "discovered", {"cause": "bmc-discovered"})], "redfish")
+
+    def updating(self, bmc, steps):
+        self.inner.updating(bmc, steps)
+        self.store.advance([(bmc.peer, "firmware", {"cause": "firmware-update"})], "redfish")
+
+    def failed(self, bmc, exc):
+        self.inner.failed(bmc, exc)
+        self.store.transition(bmc.peer, "failed", reason=f"BMC: {exc}", source="redfish")
+
+    def booted(self, bmc, done):
+        self.inner.booted(bmc, done)
+        self.store.advance([(bmc.peer, "booting", {"cause": "power-on"})], "redfish")
+        if self.lab is not None:
+            self.lab.boot(bmc.peer)
+
+
 def bmc_step(plan: Plan, store: Store, args, lab=None):
-    """Firmware to baseline, one-time PXE and staggered power-on for a pod's servers."""
+    """Firmware to baseline, one-time PXE and staggered power-on for a pod's servers.
+
+    Only servers not yet booting are touched, and the firmware step itself skips
+    compliant BMCs, so a re-run repeats nothing that finished.
+    """
+    from .redfish import catalog
+    from .redfish.fleet import Settings, apply_all, pxe_boot_all
+    from .redfish.images import verify_images
+    from .redfish.rollout import Limits
+
+    settings = Settings.for_zone(plan.zone, insecure=getattr(args, "insecure", False),
+                                 limits=Limits(args.max_parallel))
+    recorder = _UpRecorder(store, plan, lab)
+    base_url = f"{plan.zone.controller_url}/files/"
 
     def run(pod: str) -> None:
-        for node in plan.servers(pod):
-            if not _before(store, node.name, "booting"):
-                continue
-            store.transition(node.name, "booting", source="up", cause="power-on")
-            if lab is not None:
-                lab.boot(node.name)
+        bmcs = [plan.nodes[n.peer] for n in plan.servers(pod) if _before(store, n.name, "booting")]
+        if not bmcs:
+            return
+        images = verify_images(plan.zone, [fw for b in bmcs for fw in catalog.baseline(plan.zone, b)])
+        results = apply_all(settings, bmcs, images, base_url, recorder)
+        ready = [b for b in bmcs if results.get(b.name, ("error",))[0] == "ok"]
+        pxe_boot_all(settings, ready, plan.zone.up.power_on_per_second, recorder)
 
     return run
 
 
-def configure_step(plan: Plan, store: Store, args, lab=None):
-    return None
+def configure_step(plan: Plan, store: Store, args, extra_inventories=()):
+    """The pod's installed servers handed to Ansible (playbooks/site.yml via ansible-runner)."""
+    import os
+
+    from .ansible import Options, configure_pod
+    from .render import inventory
+
+    state_dir = os.path.dirname(os.path.abspath(store.path))
+    rendered = os.path.join(state_dir, "inventory")
+    inventory.write(plan, rendered)
+    opts = Options(work_dir=os.path.join(state_dir, "ansible"),
+                   inventories=(rendered, *extra_inventories))
+
+    def run(pod: str) -> None:
+        installed = [n["name"] for n in store.nodes(pod=pod, kind="server")
+                     if n["state"] == "installed"]
+        if installed:
+            configure_pod(plan, pod, store, opts, only=installed)
+
+    return run

@@ -31,6 +31,7 @@ def register(sub) -> None:
                    help="seconds to wait for switches to finish ZTP before the BMCs")
     p.add_argument("--install-wait", type=float, default=1800.0, metavar="S")
     p.add_argument("--no-configure", action="store_true", help="stop at installed (no Ansible)")
+    p.add_argument("--insecure", action="store_true", help="do not verify BMC TLS certificates")
     p.add_argument("--keep-lab", action="store_true", help=argparse_hidden())
     p.set_defaults(func=cmd_up)
 
@@ -100,7 +101,7 @@ def _up_lab(args, plan, store, pods, stop) -> int:
         print(f"lab {lab.prefix}: status page: sudo ip netns exec {lab.ctl} "
               f"curl {plan.zone.controller_url}/ ; logs in {workdir}", flush=True)
         steps = Steps(bmcs=bmc_step(plan, store, args, lab=lab), stop=stop,
-                      configure=None if args.no_configure else configure_step(plan, store, args, lab),
+                      configure=None if args.no_configure else configure_step(plan, store, args, lab.inventories()),
                       switch_wait=args.switch_wait, install_wait=args.install_wait)
         return _drive(args, plan, store, pods, steps)
     finally:
