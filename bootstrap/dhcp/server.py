@@ -222,22 +222,27 @@ class Loop:
                 self.tick()
 
     def handle(self, data: bytes, peer) -> None:
+        request = None
         try:
-            outcome = self.answerer.answer(codec.decode(data))
+            request = codec.decode(data)
+            outcome = self.answerer.answer(request)
         except codec.Malformed as exc:
-            outcome = Drop("malformed", f"from {peer[0]}: {exc}")
+            outcome = Drop("malformed", str(exc))
         except Exception:  # noqa: BLE001 - a bug must cost one packet, not the service
             log.exception("dhcp: request from %s failed", peer[0])
             outcome = Drop("error", "internal error")
-        self.settle(outcome)
+        self.settle(outcome, request, peer)
 
-    def settle(self, outcome) -> None:
+    def settle(self, outcome, request=None, peer=("?", 0)) -> None:
         if isinstance(outcome, Reply):
             self.send(outcome)
         elif isinstance(outcome, Drop):
             self.recorder.count("drop:" + outcome.code)
             level = logging.DEBUG if outcome.code in QUIET_DROPS else logging.INFO
-            log.log(level, "dhcp: dropped (%s): %s", outcome.code, outcome.reason)
+            if log.isEnabledFor(level):
+                mac = request.mac if request is not None else "?"
+                log.log(level, "dhcp: drop %s from %s mac %s: %s", outcome.code, peer[0], mac,
+                        outcome.reason)
         else:
             self.recorder.count(outcome.kind)
             if outcome.kind == "decline":

@@ -6,6 +6,8 @@ Topology (every piece a network namespace of this test, veths only between them)
      ├─ tora  up 10.17.0.101; swp1..4, swp9: 10.17.1.1 (pod gateway)  dhcrelay → giaddr 10.17.1.1
      ├─ torb  up 10.17.0.102; swp3: 10.17.1.3 (tor-b's own address)   dhcrelay → giaddr 10.17.1.3
      ├─ lom   up 10.17.0.103; swp3: 10.16.1.1 (pod gateway on lom)     dhcrelay → giaddr 10.16.1.1
+     ├─ core1 up 10.17.0.104; swp1: 10.15.0.2 (core-1, the ToR's uplink)
+     ├─ torm  up 10.17.0.105; swp48: 10.15.1.1 (mgmt gateway, the LoM switch's uplink)
      └─ rogue (a client straight on the server's segment)
     each client namespace: eth0 ↔ one relay port swpN
 
@@ -37,6 +39,8 @@ SWITCHES = {
     "tora": ("10.17.0.101", "10.17.1.1/24", ("swp1", "swp2", "swp3", "swp4", "swp9")),
     "torb": ("10.17.0.102", "10.17.1.3/24", ("swp3",)),
     "lom": ("10.17.0.103", "10.16.1.1/24", ("swp3",)),
+    "core1": ("10.17.0.104", "10.15.0.2/24", ("swp1",)),    # core-1's own address: ToR ZTP
+    "torm": ("10.17.0.105", "10.15.1.1/24", ("swp48",)),   # mgmt gateway: the LoM switch
 }
 CLEAN_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C"}
 
@@ -115,6 +119,8 @@ class Topology:
         self.srv.route("10.17.1.0/24", "via", "10.17.0.101")
         self.srv.route("10.17.1.3/32", "via", "10.17.0.102")
         self.srv.route("10.16.1.0/24", "via", "10.17.0.103")
+        self.srv.route("10.15.0.2/32", "via", "10.17.0.104")
+        self.srv.route("10.15.1.0/24", "via", "10.17.0.105")
         with self.srv.entered():
             self.server = DhcpServer(plan, "0.0.0.0", server_id=SERVER, events=writer,
                                      http_base_url=CONTROLLER)
@@ -326,3 +332,21 @@ def test_relay_overwrites_a_forged_option_82(net):
     assert result.returncode == 0, result.stdout
     env = client.bound("bound")
     assert env["ip"] == "10.17.1.11" and env["hostname"] == "p01-u01"
+
+
+def test_sonic_tor_behind_the_core_gets_its_ztp_json_url(net):
+    client = net.client("core1", "swp1")
+    result = client.udhcpc()
+    assert result.returncode == 0, result.stdout
+    env = client.bound("bound")
+    assert env["ip"] == "10.15.1.2" and env["hostname"] == "p01-tor-a"
+    assert env["bootfile"] == f"{CONTROLLER}/ztp/sonic/p01-tor-a.json"
+
+
+def test_onie_lom_switch_gets_its_installer_url(net):
+    client = net.client("torm", "swp48")
+    result = client.udhcpc("-V", "onie_vendor:x86_64-accton_as4610_54-r0", "-O", "114")
+    assert result.returncode == 0, result.stdout
+    env = client.bound("bound")
+    assert env["ip"] == "10.15.1.4" and env["hostname"] == "p01-lom"
+    assert bytes.fromhex(env["opt114"]).decode() == f"{CONTROLLER}/onie/p01-lom"
