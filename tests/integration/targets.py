@@ -331,7 +331,7 @@ class Targets:
 
     def __init__(self, base: str, workdir: str | None = None, cache: str = CACHE):
         self.base = base
-        self.prefix = f"zbt{os.getpid()}{next(_serial)}"
+        self.prefix = f"zbt{os.getpid()}.{next(_serial)}"
         self.workdir = workdir or tempfile.mkdtemp(prefix="zbt-")
         self.owns_workdir = workdir is None
         self.targets: dict[str, Target] = {}
