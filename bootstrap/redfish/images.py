@@ -99,7 +99,11 @@ class ImageServer:
     """Serves exactly the verified images under ``/files/`` — nothing else beside them."""
 
     def __init__(self, images: dict, bind: str = "127.0.0.1", port: int = 0):
-        self.httpd = ThreadingHTTPServer((bind, port), _Handler)
+        try:
+            self.httpd = ThreadingHTTPServer((bind, port), _Handler)
+        except OSError as exc:
+            raise InputError(f"cannot serve firmware images on {bind}: {exc.strerror}; "
+                             "give --image-bind ADDR or --image-base-url URL") from None
         self.httpd.daemon_threads = True
         self.httpd.files = {posixpath.normpath("/files/" + i.relative): i.path
                             for i in images.values()}

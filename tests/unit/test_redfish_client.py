@@ -159,3 +159,9 @@ def test_tls_failure_is_not_retried():
     with pytest.raises(BmcUnreachable, match=r"TLS failure \(certificate verify failed\)"):
         c._call(fn, "login", "GET")
     assert fn.calls == 1
+
+
+def test_image_server_on_an_address_we_do_not_have_is_bad_input(lab_zone):
+    found = images.verify_images(lab_zone, [lab_zone.firmware["bios-2.4.1"]])
+    with pytest.raises(InputError, match="--image-bind"):
+        images.ImageServer(found, bind="192.0.2.1")      # TEST-NET-1: never ours
