@@ -147,3 +147,17 @@ def test_emulator_for_the_lab_zone(tmp_path, capsys):
     with emu:
         assert emu.system("p01-u04")["Name"] == "p01-u04"
         assert emu.get("/redfish/v1/Systems")["Members@odata.count"] == 4
+
+
+def test_version_that_does_not_arrive_fails_verification(emulator, tmp_path, capsys):
+    """The stub's task completes but bumps BIOS to 1.1.0, not the lab baseline 2.4.1."""
+    zone = rf.zone_for(emulator, str(tmp_path))
+    state = str(tmp_path / "s.db")
+    code, out, _ = run(capsys, zone, "apply", "--verify-timeout", "0.5", "--state", state)
+    assert code == 1
+    assert "p01-u03-bmc: FAILED after update: BIOS is 1.1.0, expected 2.4.1" in out
+    store = Store(state)
+    assert store.node("p01-u04-bmc")["state"] == "failed"
+    assert [e["detail"]["state"] for e in store.events(node="p01-u04-bmc", kind="firmware-task")] \
+        == ["submitted", "Completed"]
+    store.close()
