@@ -20,6 +20,7 @@ from bootstrap.state import Store
 
 pytestmark = pytest.mark.netns
 POD = "p01"
+ADMIN = {"name": "ops", "ssh_keys": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBm7zUXiVMlsTqzC1nx0Kk9zx0E1A9gM2dMo0wXrP9X3 ops@zone"]}
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +33,7 @@ def pod(lab_plan, tmp_path_factory):
     with tg.Targets(tg.base_rootfs()) as targets:
         for node in lab_plan.servers(POD):
             targets.start(node.name, node.address)
-        conn = targets.write_inventory(str(work / "targets.yml"))
+        conn = targets.write_inventory(str(work / "targets.yml"), {"common_admin_users": [ADMIN]})
         opts = handoff.Options(work_dir=str(work / "ansible"),
                                inventories=(str(work / "inventory"), conn))
         first = handoff.configure(lab_plan, [POD], store, opts)[POD]
@@ -93,6 +94,15 @@ def test_sshd_takes_keys_only(pod):
     assert "passwordauthentication no" in effective
     assert "kbdinteractiveauthentication no" in effective
     assert "permitrootlogin without-password" in effective
+
+
+def test_admin_users_have_their_keys_and_sudo(pod):
+    plan, _, targets, _, _ = pod
+    target = targets[servers(plan)[0].name]
+    assert target.read("/home/ops/.ssh/authorized_keys") == ADMIN["ssh_keys"][0] + "\n"
+    assert "sudo" in target.exec("id", "-nG", "ops").stdout.split()
+    assert target.read("/etc/sudoers.d/zone-admins").splitlines()[-1] == \
+        "ops ALL=(ALL:ALL) NOPASSWD: ALL"
 
 
 def test_services_are_enabled_for_boot(pod):
