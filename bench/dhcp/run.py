@@ -22,7 +22,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -33,7 +32,7 @@ from bootstrap.zone import load_zone  # noqa: E402
 from netns import Lab, wait_for  # noqa: E402
 
 SERVER, GEN = "10.17.0.2", "10.17.0.100"
-DEFAULT_RATES = "250,500,750,1000,1500,2000,3000,4000,5000,6000,7000,8000,10000,12000"
+DEFAULT_RATES = "250,500,750,1000,1500,2000,3000,4000,5000,6000,8000,10000,12000,14000,16000,20000"
 
 
 def kea_config(plan, folder: str, threads: int = 0) -> str:
@@ -112,10 +111,9 @@ def topology(lab: Lab, plan):
     return srv, gen
 
 
-def ready(gen, zone_path: str) -> bool:
-    """One DORA at a trickle gets its ACK: the server is up."""
-    out = gen.run([sys.executable, os.path.join(HERE, "loadgen.py"), zone_path, SERVER,
-                   "--rate", "20", "--seconds", "0.1"], check=False, timeout=30).stdout
+def ready(gen, generator: list) -> bool:
+    """Two DORAs at a trickle get their ACKs: the server is up."""
+    out = gen.run(generator + ["20", "0.1", "0"], check=False, timeout=30).stdout
     return bool(out) and json.loads(out.splitlines()[-1])["acks"] > 0
 
 
@@ -123,8 +121,8 @@ def build_loadgen(zone_path: str, folder: str) -> list:
     """The C generator and its templates; it keeps up with far more than the Python one."""
     binary, templates = os.path.join(folder, "loadgen"), os.path.join(folder, "templates.bin")
     subprocess.run(["gcc", "-O2", "-o", binary, os.path.join(HERE, "loadgen.c")], check=True)
-    subprocess.run([sys.executable, os.path.join(HERE, "loadgen.py"), zone_path, SERVER,
-                    "--write-templates", templates], check=True)
+    subprocess.run([sys.executable, os.path.join(HERE, "loadgen.py"), zone_path, templates],
+                   check=True)
     return [binary, templates, SERVER]
 
 
@@ -200,7 +198,7 @@ def phase(srv, gen, name, cmd, args, folder, work) -> list:
     with open(log_path, "ab") as log:  # a file, not a pipe: a full pipe would stall the server
         proc = srv.popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     try:
-        if not wait_for(lambda: ready(gen, args.zone), timeout=60, interval=0.5):
+        if not wait_for(lambda: ready(gen, args.generator), timeout=60, interval=0.5):
             print(f"# {name} never answered: {_tail(log_path)}", flush=True)
             return []
         return work()

@@ -17,7 +17,6 @@ import collections
 import ctypes
 import logging
 import multiprocessing
-import os
 import queue
 import signal
 import socket
@@ -29,7 +28,7 @@ from ..errors import InputError
 from ..metrics import DHCP_ANSWERS
 from ..plan import Plan
 from . import codec
-from .answer import Answerer, Drop, Event, Noted, Reply, Settings
+from .answer import Answerer, Drop, Event, Reply, Settings
 
 log = logging.getLogger("bootstrap.dhcp")
 

@@ -72,7 +72,7 @@ class Namespace:
     def entered(self):
         """Move the calling thread into the namespace for the block (sockets stay there)."""
         libc = ctypes.CDLL(None, use_errno=True)
-        own = os.open(f"/proc/thread-self/ns/net", os.O_RDONLY)
+        own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
         target = os.open(f"/run/netns/{self.name}", os.O_RDONLY)
         try:
             if libc.setns(target, CLONE_NEWNET) != 0:

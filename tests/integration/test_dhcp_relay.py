@@ -95,13 +95,13 @@ def net(lab_plan, tmp_path_factory):
     lab = Lab("dh")
     store = Store(str(tmp / "zone.db"))
     writer = EventWriter(store, interval=0.02)
+    topo = None
     try:
         topo = Topology(lab, lab_plan, writer, tmp)
         yield topo
     finally:
-        topo_server = locals().get("topo")
-        if topo_server is not None:
-            topo_server.stop()
+        if topo is not None:
+            topo.stop()
         lab.close()
         writer.close()
         store.close()
