@@ -173,19 +173,19 @@ class BmcClient:
                 what: str | None = None, ok=()) -> Answer:
         """One request; HTTP errors raise (statuses in ``ok`` are returned instead)."""
         what = what or f"{method} {path}"
-        answer = self._call(lambda: self._once(method, path, body), what, method)
+        answer = self._call(lambda: self._once(method, path, body, what), what, method)
         exc = None if answer.status in ok else error_for(answer.status, answer.body, self.name, what)
         if exc is not None:
             raise exc
         return answer
 
-    def _once(self, method: str, path: str, body) -> Answer:
+    def _once(self, method: str, path: str, body, what: str) -> Answer:
         if self._rf is None:
             raise BmcUnreachable("not connected", self.name)
         resp = self._rf._rest_request(path, method=method, body=body)
         answer = Answer(resp.status, _json(resp), _headers(resp.getheaders()))
         if answer.status in (429, 503) or (method in _SAFE_TO_REPEAT and answer.status in (502, 504)):
-            exc = error_for(answer.status, answer.body, self.name, f"{method} {path}")
+            exc = error_for(answer.status, answer.body, self.name, what)
             exc.retry_after = _retry_after(answer.header("retry-after"))
             raise exc
         return answer

@@ -215,6 +215,18 @@ class Emulator:
         with opener.open(req, timeout=10) as resp:
             return json.loads(resp.read())
 
+    def busy(self, count: int) -> None:
+        """(Extension) answer the next ``count`` system requests with 503."""
+        import base64
+        import json
+
+        req = urllib.request.Request(self.url + "/_ext/busy", method="POST",
+                                     data=json.dumps({"count": count}).encode())
+        token = base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
+        req.add_header("Authorization", f"Basic {token}")
+        req.add_header("Content-Type", "application/json")
+        urllib.request.build_opener(urllib.request.ProxyHandler({})).open(req, timeout=10).read()
+
     def stats(self) -> dict:
         return self.get("/_ext/stats")
 

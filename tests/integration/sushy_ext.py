@@ -14,7 +14,8 @@ this module starts sushy-tools' own Flask app unchanged and only:
 * adds FirmwareInventory (one BIOS member per system, ``RelatedItem`` → system),
   TaskMonitor and TaskService/Tasks/<id> routes;
 * adds ``/_ext/stats``: what the emulator saw (tasks in flight, their times),
-  so tests can assert bounded parallelism from the BMC's side.
+  so tests can assert bounded parallelism from the BMC's side, and ``/_ext/busy``:
+  answer the next N system requests with 503 + Retry-After, as a busy BMC does.
 
 Run it like sushy-emulator: ``python3 sushy_ext.py --config FILE -i 127.0.0.1 -p PORT``.
 """
@@ -185,6 +186,24 @@ def stats():
                               "posts": TASKS.posts, "tasks": tasks})
 
 
+BUSY = {"left": 0}
+
+
+def set_busy():
+    """Make the next ``count`` Redfish requests answer 503 + Retry-After, as a BMC
+    does while it is busy: the client must back off and retry, not fail."""
+    BUSY["left"] = int((flask.request.get_json(silent=True) or {}).get("count", 0))
+    return "", 204
+
+
+def busy_gate():
+    if BUSY["left"] > 0 and flask.request.path.startswith("/redfish/v1/Systems"):
+        BUSY["left"] -= 1
+        return (flask.jsonify(emulator._render_error("Service temporarily busy")), 503,
+                {"Retry-After": "0"})
+    return None
+
+
 def _apply_pending_on_reset(original):
     def reset(identity):
         answer = original(identity)
@@ -207,6 +226,8 @@ def extend(flask_app) -> None:
     flask_app.add_url_rule(INVENTORY, "ext_inventory", inventory)
     flask_app.add_url_rule(f"{INVENTORY}/<item>", "ext_inventory_item", inventory_item)
     flask_app.add_url_rule("/_ext/stats", "ext_stats", stats)
+    flask_app.add_url_rule("/_ext/busy", "ext_busy", set_busy, methods=["POST"])
+    flask_app.before_request(busy_gate)
 
 
 if __name__ == "__main__":

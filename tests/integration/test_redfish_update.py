@@ -138,3 +138,18 @@ def test_parallelism_is_bounded_overall_and_per_pod(tmp_path, capsys):
     for pod in ("p01", "p02", "p03"):
         spans = [(t["started"], t["ended"]) for t in stats["tasks"] if t["name"].startswith(pod)]
         assert len(spans) == 4 and peak_overlap(spans) <= 2
+
+
+def test_busy_bmc_is_retried_with_backoff(emulator, tmp_path, capsys):
+    zone = rf.zone_for(emulator, str(tmp_path))
+    emulator.busy(3)
+    code, out, _ = run(capsys, zone, "plan", "--pod", "p01", "--max-parallel", "1",
+                       "--state", str(tmp_path / "s.db"))
+    assert code == 3, out                      # drift found: every BMC was read in the end
+    assert [r[2] for r in emulator.requests()].count(503) == 3
+    code, out, _ = run(capsys, zone, "plan", "--retries", "0", "--state", str(tmp_path / "s.db"))
+    assert code == 3                           # nothing busy any more
+    emulator.busy(1)
+    code, out, _ = run(capsys, zone, "plan", "--retries", "0", "--max-parallel", "1",
+                       "--state", str(tmp_path / "s.db"))
+    assert code == 1 and "FAILED system: HTTP 503: Service temporarily busy" in out

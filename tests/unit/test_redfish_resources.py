@@ -138,3 +138,15 @@ def test_follow_times_out():
 def test_backoff_grows_to_cap():
     d = tasks.Backoff(0.5, 3, 2.0).delays()
     assert [next(d) for _ in range(5)] == [0.5, 1.0, 2.0, 3, 3]
+
+
+def test_monitor_answering_with_the_task_itself():
+    """Some BMCs answer the monitor with 200 + the Task once it is done."""
+    bmc = ScriptedBmc([(202, {}), (200, {"TaskState": "Completed", "TaskStatus": "OK"})])
+    out = run_follow(bmc, update_service.TaskRef("/mon/7", None))
+    assert out.ok and bmc.seen == ["/mon/7", "/mon/7"]
+    bmc = ScriptedBmc([(204, {})])                 # or 204 and no task to read: done
+    assert run_follow(bmc, update_service.TaskRef("/mon/7", None)).ok
+    bmc = ScriptedBmc([(404, {})])
+    with pytest.raises(BmcRefused, match="vanished"):
+        run_follow(bmc, update_service.TaskRef("/mon/7", None))
