@@ -1,0 +1,167 @@
+#!/usr/bin/env python3
+"""Bench: our DNS service vs nsd serving the same zone files, measured with dnsperf.
+
+The zone files are the ones ``zone render`` writes; the queries are every A and PTR
+name of the plan, shuffled. Each server gets a warm-up run, then a timed run; prints
+queries/s of both and the ratio (goal ≥ 0.5× nsd). Bench only: not a test.
+
+Ours caches each packed reply by the query's bytes after the ID, so the first pass over
+the names (cold: every query parsed and encoded by dnslib) is reported apart from the
+timed run after it (warm: the steady state of a server whose clients ask again).
+
+    python3 bench/dns/run.py [--zone examples/zone-10k.yml] [--seconds 10] [--clients 8]
+        [--nsd-servers 1]
+
+Needs Debian ``nsd`` and ``dnsperf``. Both servers listen on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, ROOT)
+
+from bootstrap.plan import compile_plan  # noqa: E402
+from bootstrap.render.dnszone import zones  # noqa: E402
+from bootstrap.zone import load_zone  # noqa: E402
+
+NSD_CONF = """server:
+  ip-address: 127.0.0.1@{port}
+  port: {port}
+  server-count: {servers}
+  username: ""
+  chroot: ""
+  zonesdir: "{zonesdir}"
+  pidfile: "{folder}/nsd.pid"
+  database: ""
+  xfrdfile: "{folder}/xfrd.state"
+  xfrdir: "{folder}"
+  zonelistfile: "{folder}/zone.list"
+  logfile: "{folder}/nsd.log"
+  verbosity: 0
+remote-control:
+  control-enable: no
+"""
+
+OURS = """
+import signal, sys
+from bootstrap.dns import DnsService
+from bootstrap.plan import compile_plan
+from bootstrap.zone import load_zone
+service = DnsService(compile_plan(load_zone(sys.argv[1])), "127.0.0.1", int(sys.argv[2])).start()
+print("ready", flush=True)
+signal.sigwait([signal.SIGTERM, signal.SIGINT])
+service.stop()
+"""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def render(zone: str, folder: str) -> str:
+    """The zone files, written by the product's own ``zone render``."""
+    out = os.path.join(folder, "render")
+    subprocess.run([sys.executable, "-m", "bootstrap", "render", zone, "--out", out],
+                   check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    return os.path.join(out, "dns")
+
+
+def query_file(plan, folder: str) -> str:
+    lines = [f"{name} {rtype}" for zone in zones(plan).values()
+             for name, rtype, _ in zone.records]
+    random.Random(1).shuffle(lines)
+    path = os.path.join(folder, "queries.txt")
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write("\n".join(lines) + "\n")
+    return path
+
+
+def start_nsd(plan, zonesdir: str, folder: str, port: int, servers: int):
+    conf = os.path.join(folder, "nsd.conf")
+    with open(conf, "w", encoding="utf-8") as fh:
+        fh.write(NSD_CONF.format(port=port, servers=servers, zonesdir=zonesdir, folder=folder))
+        for origin in zones(plan):
+            fh.write(f'zone:\n  name: "{origin}"\n  zonefile: "db.{origin}"\n')
+    proc = subprocess.Popen(["nsd", "-d", "-c", conf], stderr=subprocess.PIPE)
+    return proc
+
+
+def start_ours(zone: str, port: int):
+    proc = subprocess.Popen([sys.executable, "-c", OURS, zone, str(port)], cwd=ROOT,
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+def wait_answering(port: int, name: str) -> None:
+    for _ in range(100):
+        out = subprocess.run(["dig", "@127.0.0.1", "-p", str(port), "+short", "+time=1",
+                              "+tries=1", name], capture_output=True, text=True)
+        if out.returncode == 0 and out.stdout.strip():
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"nothing answers {name} on port {port}")
+
+
+def dnsperf(port: int, queries: str, clients: int, *limit: str) -> dict:
+    out = subprocess.run(["dnsperf", "-s", "127.0.0.1", "-p", str(port), "-d", queries,
+                          "-c", str(clients), "-T", "1", *limit],
+                         capture_output=True, text=True, check=True).stdout
+    qps = float(re.search(r"Queries per second:\s+([\d.]+)", out).group(1))
+    lost = re.search(r"Queries lost:\s+(\d+)", out).group(1)
+    codes = re.search(r"Response codes:\s+(.*)", out).group(1)
+    return {"qps": qps, "lost": int(lost), "codes": codes}
+
+
+def measure(name: str, proc, port: int, probe: str, queries: str, args) -> dict:
+    try:
+        wait_answering(port, probe)
+        cold = dnsperf(port, queries, args.clients, "-n", "1")      # every name once
+        result = dnsperf(port, queries, args.clients, "-l", str(args.seconds))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
+    print(f"{name:5s} cold (first pass) {cold['qps']:>9,.0f} q/s;  warm {result['qps']:>9,.0f} q/s"
+          f"  lost {result['lost']}  {result['codes']}")
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--zone", default=os.path.join(ROOT, "examples", "zone-10k.yml"))
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--nsd-servers", type=int, default=1,
+                        help="nsd server-count (processes); ours is one process")
+    args = parser.parse_args()
+    plan = compile_plan(load_zone(args.zone))
+    probe = next(plan.servers()).fqdn
+    folder = tempfile.mkdtemp(prefix="bench-dns-")
+    try:
+        zonesdir, queries = render(args.zone, folder), query_file(plan, folder)
+        port = free_port()
+        nsd = measure("nsd", start_nsd(plan, zonesdir, folder, port, args.nsd_servers),
+                      port, probe, queries, args)
+        port = free_port()
+        ours = measure("ours", start_ours(args.zone, port), port, probe, queries, args)
+        print(f"ratio ours/nsd: {ours['qps'] / nsd['qps']:.2f}  (goal >= 0.5)")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

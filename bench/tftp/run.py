@@ -1,0 +1,113 @@
+#!/usr/bin/env python3
+"""Bench: 100 concurrent TFTP fetches of undionly.kpxe, our service vs tftpd-hpa.
+
+Each round starts N ``curl tftp://…`` processes at once against one server and times
+until the last has finished; every fetched copy is compared with the source file.
+Rounds alternate between the servers; prints the median wall time of each and the
+ratio tftpd-hpa time / our time (goal ≥ 1.0: we are at least as fast). Bench only:
+not a test.
+
+    python3 bench/tftp/run.py [--clients 100] [--rounds 5] [--blksize 512] [--file undionly.kpxe]
+
+Needs Debian ``tftpd-hpa`` (``in.tftpd``) and ``curl``. Both servers listen on
+127.0.0.1 only and serve the same directory, /usr/lib/ipxe (Debian ``ipxe``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import filecmp
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+IPXE = "/usr/lib/ipxe"
+
+OURS = """
+import signal, sys
+from bootstrap.tftp import TftpService
+service = TftpService(sys.argv[1], sys.argv[2], None, "127.0.0.1", int(sys.argv[3])).start()
+print("ready", flush=True)
+signal.sigwait([signal.SIGTERM, signal.SIGINT])
+service.stop()
+"""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_ours(port: int, cache: str):
+    proc = subprocess.Popen([sys.executable, "-c", OURS, IPXE, cache, str(port)], cwd=ROOT,
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+def start_hpa(port: int):
+    proc = subprocess.Popen(["in.tftpd", "--foreground", "--secure", "--address",
+                             f"127.0.0.1:{port}", "--user", "root", IPXE])
+    time.sleep(0.5)
+    return proc
+
+
+def fetch_round(port: int, name: str, clients: int, blksize: int, folder: str) -> float:
+    """Seconds for ``clients`` concurrent curl fetches; raises if any copy differs."""
+    outs = [os.path.join(folder, f"{port}-{i}") for i in range(clients)]
+    start = time.perf_counter()
+    procs = [subprocess.Popen(["curl", "-sS", "--max-time", "60", "--tftp-blksize", str(blksize),
+                               "-o", out, f"tftp://127.0.0.1:{port}/{name}"]) for out in outs]
+    codes = [p.wait() for p in procs]
+    elapsed = time.perf_counter() - start
+    bad = [out for out, code in zip(outs, codes)
+           if code != 0 or not filecmp.cmp(out, os.path.join(IPXE, name), shallow=False)]
+    if bad:
+        raise RuntimeError(f"{len(bad)} of {clients} fetches failed or differ")
+    for out in outs:
+        os.unlink(out)
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--blksize", type=int, default=512, help="512 (curl's default) or a PXE "
+                        "ROM's 1432/1468")
+    parser.add_argument("--file", default="undionly.kpxe")
+    args = parser.parse_args()
+    folder = tempfile.mkdtemp(prefix="bench-tftp-")
+    ours_port, hpa_port = free_port(), free_port()
+    servers = [start_ours(ours_port, os.path.join(folder, "cache")), start_hpa(hpa_port)]
+    times = {"ours": [], "tftpd-hpa": []}
+    try:
+        fetch_round(ours_port, args.file, 1, args.blksize, folder)          # warm both
+        fetch_round(hpa_port, args.file, 1, args.blksize, folder)
+        for _ in range(args.rounds):
+            times["ours"].append(fetch_round(ours_port, args.file, args.clients,
+                                             args.blksize, folder))
+            times["tftpd-hpa"].append(fetch_round(hpa_port, args.file, args.clients,
+                                                  args.blksize, folder))
+    finally:
+        for proc in servers:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=10)
+        shutil.rmtree(folder, ignore_errors=True)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    for name, values in times.items():
+        print(f"{name:10s} median {med[name]:.2f} s  rounds " + " ".join(f"{v:.2f}" for v in values))
+    print(f"{args.clients} concurrent fetches of {args.file}, blksize {args.blksize}")
+    print(f"ratio tftpd-hpa time / our time: {med['tftpd-hpa'] / med['ours']:.2f}  (goal >= 1.0)")
+
+
+if __name__ == "__main__":
+    main()
