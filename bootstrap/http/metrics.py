@@ -48,12 +48,17 @@ def parent_families(url: str) -> list:
     """The parent process's ``zone_*`` families (DHCP, TFTP, DNS, firmware); [] if unreachable."""
     try:
         with urllib.request.urlopen(url, timeout=PARENT_TIMEOUT) as resp:
-            text = resp.read().decode()
+            return foreign_families(resp.read().decode())
     except (OSError, ValueError) as exc:
         log.warning("metrics of the parent process not read: %s", exc)
         return []
+
+
+def foreign_families(text: str) -> list:
+    """The ``zone_*`` families of an exposition text that this process does not own."""
+    # A counter's "_created" samples parse as a family of their own: same owner as the counter.
     return [f for f in text_string_to_metric_families(text)
-            if f.name.startswith("zone_") and f.name not in OWN]
+            if f.name.startswith("zone_") and f.name.removesuffix("_created") not in OWN]
 
 
 class _Families:

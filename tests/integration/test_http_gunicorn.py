@@ -114,7 +114,7 @@ def test_metrics_over_the_wire_include_the_parent_process_counters(live):
     assert "zone_http_requests_total{" in text
     assert 'zone_dhcp_answers_total{type="http-test-offer"} 3.0' in text
     names = [f.name for f in text_string_to_metric_families(text)]
-    assert len(names) == len(set(names))  # each family once: a valid exposition
+    assert len(names) == len(set(names)), " ".join(sorted(names))  # each family once: valid
 
 
 ORPHAN_CHECK = """

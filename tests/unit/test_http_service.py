@@ -105,3 +105,15 @@ def test_metrics_still_answer_when_the_parent_exporter_is_gone(http_plan, http_s
                       PARENT_METRICS_URL="http://127.0.0.1:1/metrics").test_client()
     r = client.get("/metrics")
     assert r.status_code == 200 and b'zone_nodes{kind="bmc",state="planned"} 4.0' in r.data
+
+
+def test_parent_families_leave_out_what_this_process_owns():
+    from prometheus_client import CollectorRegistry, Counter, generate_latest
+
+    from bootstrap.http.metrics import foreign_families
+    reg = CollectorRegistry()
+    Counter("zone_http_requests_total", "x", ["endpoint"], registry=reg).labels("/").inc()
+    Counter("zone_dhcp_answers_total", "x", ["type"], registry=reg).labels("offer").inc(2)
+    Counter("other_total", "x", registry=reg).inc()
+    names = {f.name for f in foreign_families(generate_latest(reg).decode())}
+    assert names == {"zone_dhcp_answers", "zone_dhcp_answers_created"}
