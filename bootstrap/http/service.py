@@ -7,6 +7,9 @@ it through :func:`current`.
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from collections import OrderedDict
 
 from flask import current_app, make_response, render_template, request
 
@@ -17,6 +20,33 @@ from .settings import api_token, node_secret
 
 log = logging.getLogger("bootstrap.http")
 SOURCE = "http"
+# Events any client can trigger by asking again and again: throttled per (kind, node, address).
+NOISY = frozenset({"ipxe-unknown", "cloud-init-denied", "phone-home-denied", "files-refused",
+                   "api-denied"})
+
+
+class Throttle:
+    """At most one event per key and window, so a client looping on a refusal (or an
+    unknown machine retrying) cannot flood the event log; ``suppressed`` counts the rest."""
+
+    def __init__(self, window: float, size: int = 4096):
+        self.window, self.size = window, size
+        self.seen: OrderedDict = OrderedDict()
+        self.suppressed = 0
+        self.lock = threading.Lock()
+
+    def allow(self, key, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        with self.lock:
+            last = self.seen.get(key)
+            if last is not None and now - last < self.window:
+                self.suppressed += 1
+                return False
+            self.seen[key] = now
+            self.seen.move_to_end(key)
+            if len(self.seen) > self.size:
+                self.seen.popitem(last=False)
+            return True
 
 
 class HttpService:
@@ -29,10 +59,13 @@ class HttpService:
         self.secret = node_secret(settings, store.path)
         self.api_token = api_token(settings)
         self.rendered: dict = {}  # (template, node name) → text, for plan-only templates
+        self.throttle = Throttle(float(settings["EVENT_THROTTLE_SECONDS"]))
 
     def event(self, kind: str, node: str | None = None, **detail) -> None:
         """Record an event; a store failure is logged and never fails the request."""
         detail.setdefault("address", client_address())
+        if kind in NOISY and not self.throttle.allow((kind, node, detail["address"])):
+            return
         try:
             self.store.event(kind, node, SOURCE, **detail)
         except Exception as exc:  # noqa: BLE001 - an event must not break an answer

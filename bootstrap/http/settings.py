@@ -30,6 +30,7 @@ DEFAULTS = {
     "STATUS_NODE_LIMIT": 500,         # above this many nodes the status page shows counts
     "STATUS_REFRESH_SECONDS": 2,
     "TEMPLATES_DIR": REPO_TEMPLATES,
+    "EVENT_THROTTLE_SECONDS": 30,     # refusals/unknowns: one event per client and window
     "PARENT_METRICS_URL": None,       # set by HttpServer: the zone serve process's metrics
 }
 

@@ -67,3 +67,20 @@ def test_retry_delay_is_configurable(http_plan, http_store):
     app = make_app(http_plan, http_store, RETRY_SECONDS=7)
     body = app.test_client().get("/boot/ipxe").get_data(as_text=True)
     assert "sleep 7" in body
+
+
+def test_an_unknown_machine_retrying_does_not_flood_the_event_log(client, http_store):
+    for _ in range(5):
+        assert client.get("/boot/ipxe", **from_address("10.99.0.7")).status_code == 200
+    client.get("/boot/ipxe", **from_address("10.99.0.8"))
+    assert [e["detail"]["address"] for e in http_store.events(kind="ipxe-unknown")] == \
+        ["10.99.0.7", "10.99.0.8"]
+
+
+def test_throttle_window_and_bound():
+    from bootstrap.http.service import Throttle
+    throttle = Throttle(window=30, size=2)
+    assert throttle.allow("a", now=0) and not throttle.allow("a", now=29)
+    assert throttle.allow("a", now=31) and throttle.suppressed == 1
+    assert throttle.allow("b", now=31) and throttle.allow("c", now=31)
+    assert throttle.allow("a", now=32)  # forgotten: the table keeps the newest two keys
