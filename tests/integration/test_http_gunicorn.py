@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -16,8 +17,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bootstrap import metrics as shared
 from bootstrap.http.identify import node_token
+from bootstrap.http.wsgi import HttpServer
+from bootstrap.plan import compile_plan
 from bootstrap.state import Store
-from http_peers import (API_TOKEN, INITRD, KERNEL, SECRET, curl, free_port, gunicorn_zone,
+from bootstrap.zone import load_zone
+from http_peers import (API_TOKEN, INITRD, KERNEL, LAB, SECRET, curl, free_port, gunicorn_zone,
                         loopback_zone, wait_until_up)
 
 U03 = "127.17.1.13"   # p01-u03's provision address in the loopback zone
@@ -176,3 +180,38 @@ def test_the_gunicorn_command_line_entry(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_standalone_entry_registers_the_service_with_the_zone_digest(tmp_path):
+    """``python3 -m bootstrap.http.wsgi ZONE`` records itself for ``zone status``."""
+    port = free_port()
+    zone = loopback_zone(tmp_path, port)
+    state = str(tmp_path / "zone.db")
+    proc = subprocess.Popen([sys.executable, "-m", "bootstrap.http.wsgi", zone, "--state", state,
+                             "--port", str(port)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}/healthz")
+        digest = body(f"http://127.0.0.1:{port}/healthz")
+        services = Store(state).services()
+        assert [(s["kind"], s["address"]) for s in services] == [("http", f"127.0.0.1:{port}")]
+        assert services[0]["zone_digest"] in digest
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=20) == 0  # SIGTERM: a clean, graceful stop
+
+
+def test_in_memory_store_is_served_on_a_thread():
+    plan = compile_plan(load_zone(LAB))
+    store = Store(":memory:")
+    store.seed(plan)
+    server = HttpServer(plan, store, "127.0.0.1", free_port())
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        wait_until_up(f"http://127.0.0.1:{server.port}/healthz")
+        assert server.proc is None and server.local is not None
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+    assert not thread.is_alive()
