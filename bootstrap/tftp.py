@@ -199,7 +199,7 @@ class FileSource:
 
 
 # ---------------------------------------------------------------------------
-# The protocol adapter: one selector loop over tftpy transfer contexts
+# The protocol adapter: a request loop handing tftpy transfer contexts to workers
 # ---------------------------------------------------------------------------
 
 def _error_packet(code: int) -> bytes:
@@ -208,35 +208,157 @@ def _error_packet(code: int) -> bytes:
     return pkt.encode().buffer
 
 
+class _Waker:
+    """A socket pair that lets another thread interrupt a selector loop."""
+
+    def __init__(self, selector):
+        self.r, self.w = socket.socketpair()
+        self.w.setblocking(False)
+        selector.register(self.r, selectors.EVENT_READ, self)
+
+    def wake(self) -> None:
+        try:
+            self.w.send(b"w")
+        except OSError:
+            pass                        # stopping, or the pipe is full: a wake is pending anyway
+
+    def drain(self) -> None:
+        self.r.recv(4096)
+
+    def close(self) -> None:
+        self.r.close()
+        self.w.close()
+
+
+class _Transfers:
+    """Runs transfers to their end in its own thread: one selector over their sockets.
+
+    Loopback and LAN transfers are bound by per-packet system calls, which release the
+    GIL, so a few of these loops side by side keep several cores busy.
+    """
+
+    def __init__(self, name: str, active: set):
+        self._selector = selectors.DefaultSelector()
+        self._waker = _Waker(self._selector)
+        self._inbox: list[tuple] = []
+        self._lock = threading.Lock()
+        self._sessions: dict[tuple, TftpContextServer] = {}
+        self._active = active           # shared with the request loop: clients in transfer
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def adopt(self, client: tuple, ctx: TftpContextServer) -> None:
+        with self._lock:
+            self._inbox.append((client, ctx))
+        self._waker.wake()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._waker.wake()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        next_check = time.monotonic() + 0.5
+        try:
+            while not self._stopping.is_set():
+                for key, _ in self._selector.select(timeout=0.5):
+                    self._dispatch(key.data)
+                if time.monotonic() >= next_check:
+                    self._check_timeouts()
+                    next_check = time.monotonic() + 0.5
+        finally:
+            for client in list(self._sessions):
+                self._end(client, "aborted")
+            self._selector.close()
+            self._waker.close()
+
+    def _dispatch(self, data) -> None:
+        try:
+            if data is self._waker:
+                self._waker.drain()
+                self._take_inbox()
+            else:
+                self._on_packet(data)
+        except Exception:  # a broken transfer never stops the others
+            log.exception("tftp: unexpected error in a transfer")
+
+    def _take_inbox(self) -> None:
+        with self._lock:
+            inbox, self._inbox = self._inbox, []
+        for client, ctx in inbox:
+            self._sessions[client] = ctx
+            self._selector.register(ctx.sock, selectors.EVENT_READ, client)
+
+    def _on_packet(self, client: tuple) -> None:
+        ctx = self._sessions.get(client)
+        if ctx is None:
+            return
+        ctx.timeout_expectACK = False
+        try:
+            ctx.cycle()
+        except TftpTimeoutExpectACK:
+            ctx.timeout_expectACK = True
+        except (TftpException, OSError) as exc:
+            log.info("tftp: %s:%d: transfer of %s failed: %s", *client, ctx.file_to_transfer, exc)
+            self._end(client, "error")
+            return
+        if ctx.state is None:
+            self._end(client, "ok")
+
+    def _end(self, client: tuple, result: str) -> None:
+        ctx = self._sessions.pop(client)
+        self._selector.unregister(ctx.sock)
+        ctx.end()
+        self._active.discard(client)
+        TFTP_TRANSFERS.labels(result=result).inc()
+
+    def _check_timeouts(self) -> None:
+        now = time.time()
+        for client, ctx in list(self._sessions.items()):
+            try:
+                ctx.checkTimeout(now)
+            except TftpTimeout:
+                ctx.retry_count += 1
+                if ctx.retry_count >= ctx.retries:
+                    log.info("tftp: %s:%d: gave up on %s", *client, ctx.file_to_transfer)
+                    self._end(client, "timeout")
+                else:
+                    ctx.state.resendLast()
+                    ctx.last_update = now
+
+
 class TftpService:
     """A TFTP server on ``bind:port`` serving ``root``, proxying misses to ``controller_url``.
 
-    ``serve_forever()`` runs the loop in the calling thread; ``start()`` runs it in a
-    daemon thread and returns once the socket is bound; ``stop()`` ends it and closes
-    every socket. ``port=0`` binds an ephemeral port, readable from ``.port``.
+    ``serve_forever()`` runs the request loop in the calling thread; ``start()`` runs it
+    in a daemon thread and returns at once (the socket is bound in the constructor);
+    ``stop()`` ends it and closes every socket. ``port=0`` binds an ephemeral port,
+    readable from ``.port``. Transfers run on ``workers`` threads.
     """
 
     def __init__(self, root: str = DEFAULT_ROOT, cache_dir: str | None = None,
                  controller_url: str | None = None, bind: str = "127.0.0.1", port: int = 69,
-                 timeout: float = SESSION_TIMEOUT, retries: int = RETRIES):
+                 timeout: float = SESSION_TIMEOUT, retries: int = RETRIES, workers: int = 2):
         self.root = root
         self.cache_dir = cache_dir or os.path.join(tempfile.gettempdir(), "zone-tftp-cache")
         os.makedirs(self.cache_dir, exist_ok=True)
         self.source = FileSource(root, Fetcher(controller_url, self.cache_dir))
-        self.timeout, self.retries = timeout, retries
+        self.timeout, self.retries, self.workers = timeout, retries, max(1, workers)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind((bind, port))
         self.port = self.sock.getsockname()[1]
         self._factory = TftpPacketFactory()
-        self._sessions: dict[tuple, TftpContextServer] = {}
+        self._active: set = set()                     # clients with a transfer running
         self._pending: dict[tuple, bytes] = {}       # client → RRQ waiting for a fetch
         self._ready: list[tuple] = []                 # clients whose fetch finished
         self._ready_lock = threading.Lock()
-        self._wake_r, self._wake_w = socket.socketpair()
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="tftp-fetch")
         self._selector = selectors.DefaultSelector()
         self._selector.register(self.sock, selectors.EVENT_READ, None)
-        self._selector.register(self._wake_r, selectors.EVENT_READ, "wake")
+        self._waker = _Waker(self._selector)
+        self._loops: list[_Transfers] = []
+        self._turn = 0
         self._stopping = threading.Event()
         self._serving = False
         self._thread: threading.Thread | None = None
@@ -247,62 +369,59 @@ class TftpService:
     # -- lifecycle ---------------------------------------------------------
 
     def start(self) -> "TftpService":
-        """Serve in a daemon thread; the socket is already bound, so clients may send now."""
+        """Serve in a daemon thread."""
         self._serving = True
         self._thread = threading.Thread(target=self.serve_forever, name="tftp", daemon=True)
         self._thread.start()
         return self
 
     def stop(self) -> None:
-        """End the loop and close every socket; idempotent."""
+        """End the loops and close every socket; idempotent."""
         if self._stopping.is_set():
             return
         self._stopping.set()
         if not self._serving:
             self._close()
             return
-        self._wake_w.send(b"x")
+        self._waker.wake()
         if self._thread is not None:
             self._thread.join(timeout=5)
 
     def serve_forever(self) -> None:
         log.info("tftp: serving %s on %s:%d", self.root, *self.sock.getsockname())
-        self._serving, sel = True, self._selector
-        next_check = time.monotonic() + 0.5
+        self._serving = True
+        self._loops = [_Transfers(f"tftp-transfers-{i}", self._active)
+                       for i in range(self.workers)]
         try:
             while not self._stopping.is_set():
-                for key, _ in sel.select(timeout=0.5):
-                    self._dispatch(key)
-                if time.monotonic() >= next_check:
-                    self._check_timeouts()
-                    next_check = time.monotonic() + 0.5
+                for key, _ in self._selector.select(timeout=1.0):
+                    self._dispatch(key.data)
         finally:
             self._close()
 
     def _close(self) -> None:
-        for client in list(self._sessions):
-            self._end(client, "aborted")
+        for loop in self._loops:
+            loop.stop()
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._selector.close()
-        for sock in (self.sock, self._wake_r, self._wake_w):
-            sock.close()
+        self._waker.close()
+        self.sock.close()
         os.rmdir(self._empty_root)
 
-    # -- packets -----------------------------------------------------------
+    # -- requests ----------------------------------------------------------
 
-    def _dispatch(self, key) -> None:
+    def _dispatch(self, data) -> None:
         try:
-            if key.data is None:
-                self._on_request(*self.sock.recvfrom(MAX_DATAGRAM))
-            elif key.data == "wake":
-                self._on_wake()
+            if data is self._waker:
+                self._waker.drain()
+                self._begin_fetched()
             else:
-                self._on_session(key.data)
-        except Exception:  # a bad packet or a broken transfer never stops the server
+                self._on_request(*self.sock.recvfrom(MAX_DATAGRAM))
+        except Exception:  # a bad packet never stops the server
             log.exception("tftp: unexpected error; dropping the packet")
 
     def _on_request(self, buffer: bytes, client: tuple) -> None:
-        if client in self._sessions or client in self._pending:
+        if client in self._active or client in self._pending:
             return                      # a retransmitted request; the transfer answers it
         reason, name = self._screen(buffer)
         if reason is not None:
@@ -333,75 +452,40 @@ class TftpService:
         return None, name
 
     def _begin(self, client: tuple, buffer: bytes) -> None:
+        """Answer the request (OACK or first block), then hand the transfer to a worker."""
         ctx = TftpContextServer(client[0], client[1], self.timeout, self._empty_root,
                                 dyn_file_func=self._open, upload_open=lambda *_: None,
                                 retries=self.retries, flock=False)
-        self._sessions[client] = ctx
-        self._selector.register(ctx.sock, selectors.EVENT_READ, client)
         try:
             ctx.start(buffer)
         except TftpTimeoutExpectACK:
             ctx.timeout_expectACK = True
         except (TftpException, OSError) as exc:
             log.info("tftp: %s:%d: %s", *client, exc)
-            self._end(client, "not_found" if "not found" in str(exc).lower() else "error")
+            ctx.end()
+            TFTP_TRANSFERS.labels(
+                result="not_found" if "not found" in str(exc).lower() else "error").inc()
+            return
+        self._active.add(client)
+        self._turn = (self._turn + 1) % len(self._loops)
+        self._loops[self._turn].adopt(client, ctx)
 
     def _open(self, filename: str, raddress=None, rport=None):
         name = clean_name(filename)
         return self.source.open(name) if name else None
 
-    def _on_session(self, client: tuple) -> None:
-        ctx = self._sessions.get(client)
-        if ctx is None:
-            return
-        ctx.timeout_expectACK = False
-        try:
-            ctx.cycle()
-        except TftpTimeoutExpectACK:
-            ctx.timeout_expectACK = True
-        except (TftpException, OSError) as exc:
-            log.info("tftp: %s:%d: transfer of %s failed: %s", *client, ctx.file_to_transfer, exc)
-            self._end(client, "error")
-            return
-        if ctx.state is None:
-            self._end(client, "ok")
-
-    def _end(self, client: tuple, result: str) -> None:
-        ctx = self._sessions.pop(client)
-        self._selector.unregister(ctx.sock)
-        ctx.end()
-        TFTP_TRANSFERS.labels(result=result).inc()
-
-    # -- fetches and timeouts ---------------------------------------------
+    # -- fetches -----------------------------------------------------------
 
     def _fetched(self, client: tuple) -> None:
-        """Worker thread: hand the client back to the loop."""
+        """Fetch thread: hand the client back to the request loop."""
         with self._ready_lock:
             self._ready.append(client)
-        try:
-            self._wake_w.send(b"f")
-        except OSError:
-            pass                        # stopping
+        self._waker.wake()
 
-    def _on_wake(self) -> None:
-        self._wake_r.recv(4096)
+    def _begin_fetched(self) -> None:
         with self._ready_lock:
             ready, self._ready = self._ready, []
         for client in ready:
             buffer = self._pending.pop(client, None)
             if buffer is not None:
                 self._begin(client, buffer)   # serves the cached file or says not found
-
-    def _check_timeouts(self) -> None:
-        now = time.time()
-        for client, ctx in list(self._sessions.items()):
-            try:
-                ctx.checkTimeout(now)
-            except TftpTimeout:
-                ctx.retry_count += 1
-                if ctx.retry_count >= ctx.retries:
-                    log.info("tftp: %s:%d: gave up on %s", *client, ctx.file_to_transfer)
-                    self._end(client, "timeout")
-                else:
-                    ctx.state.resendLast()
-                    ctx.last_update = now

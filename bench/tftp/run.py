@@ -7,7 +7,8 @@ Rounds alternate between the servers; prints the median wall time of each and th
 ratio tftpd-hpa time / our time (goal ≥ 1.0: we are at least as fast). Bench only:
 not a test.
 
-    python3 bench/tftp/run.py [--clients 100] [--rounds 5] [--blksize 512] [--file undionly.kpxe]
+    python3 bench/tftp/run.py [--clients 100] [--rounds 5] [--blksize 512] [--workers 2]
+        [--file undionly.kpxe]
 
 Needs Debian ``tftpd-hpa`` (``in.tftpd``) and ``curl``. Both servers listen on
 127.0.0.1 only and serve the same directory, /usr/lib/ipxe (Debian ``ipxe``).
@@ -33,7 +34,8 @@ IPXE = "/usr/lib/ipxe"
 OURS = """
 import signal, sys
 from bootstrap.tftp import TftpService
-service = TftpService(sys.argv[1], sys.argv[2], None, "127.0.0.1", int(sys.argv[3])).start()
+service = TftpService(sys.argv[1], sys.argv[2], None, "127.0.0.1", int(sys.argv[3]),
+                      workers=int(sys.argv[4])).start()
 print("ready", flush=True)
 signal.sigwait([signal.SIGTERM, signal.SIGINT])
 service.stop()
@@ -46,8 +48,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_ours(port: int, cache: str):
-    proc = subprocess.Popen([sys.executable, "-c", OURS, IPXE, cache, str(port)], cwd=ROOT,
+def start_ours(port: int, cache: str, workers: int):
+    proc = subprocess.Popen([sys.executable, "-c", OURS, IPXE, cache, str(port), str(workers)],
+                            cwd=ROOT,
                             stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "ready"
     return proc
@@ -84,10 +87,11 @@ def main() -> None:
     parser.add_argument("--blksize", type=int, default=512, help="512 (curl's default) or a PXE "
                         "ROM's 1432/1468")
     parser.add_argument("--file", default="undionly.kpxe")
+    parser.add_argument("--workers", type=int, default=2, help="our transfer threads")
     args = parser.parse_args()
     folder = tempfile.mkdtemp(prefix="bench-tftp-")
     ours_port, hpa_port = free_port(), free_port()
-    servers = [start_ours(ours_port, os.path.join(folder, "cache")), start_hpa(hpa_port)]
+    servers = [start_ours(ours_port, os.path.join(folder, "cache"), args.workers), start_hpa(hpa_port)]
     times = {"ours": [], "tftpd-hpa": []}
     try:
         fetch_round(ours_port, args.file, 1, args.blksize, folder)          # warm both
