@@ -127,16 +127,18 @@ def _plan(args, plan, settings, store) -> int:
         if kind == "ok":
             steps += catalog.compare(node, catalog.baseline(plan.zone, node), found.firmware)
     errors = _errors(results)
-    _print_plan(args, steps, errors)
+    seen = {name: value.as_dict() for name, (kind, value) in results.items() if kind == "ok"}
+    _print_plan(args, steps, errors, seen, [n.name for n in nodes])
     if errors:
         return 1
     return EXIT_DRIFT if catalog.drift(steps) else 0
 
 
-def _print_plan(args, steps, errors) -> None:
-    summary = catalog.summary(steps, errors)
+def _print_plan(args, steps, errors, seen, names) -> None:
+    summary = catalog.summary(steps, errors, names)
     if args.json:
-        print_json({"steps": [s.as_dict() for s in steps], "errors": errors, "summary": summary})
+        print_json({"steps": [s.as_dict() for s in steps], "errors": errors, "summary": summary,
+                    "bmcs": seen})
         return
     rows = [("node", "component", "current", "baseline", "action")]
     rows += [(s.node, s.component, s.current or "-", s.target, s.action) for s in steps]
@@ -157,6 +159,11 @@ def _apply(args, plan, settings, store) -> int:
         print("no BMC has a firmware baseline: nothing to do")
         return 0
     progress = Progress(len(nodes), quiet=args.json)
+    if not args.json:
+        per_pod = f", {settings.limits.max_per_pod} per pod" if settings.limits.max_per_pod else ""
+        sys.stderr.write(f"{len(nodes)} BMCs with a baseline, at most "
+                         f"{settings.limits.max_parallel} at once{per_pod}; "
+                         f"{len(images)} image(s) checked\n")
     recorder = StoreRecorder(store)
     if args.image_base_url:
         results = apply_all(settings, nodes, images, args.image_base_url, recorder, progress)

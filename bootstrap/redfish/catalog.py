@@ -43,9 +43,9 @@ def drift(steps) -> list:
     return [s for s in steps if s.action != OK]
 
 
-def summary(steps, errors: dict) -> dict:
-    """Counts for the end of a plan or apply."""
-    nodes = {s.node for s in steps} | set(errors)
+def summary(steps, errors: dict, names=()) -> dict:
+    """Counts for the end of a plan or apply; ``names`` adds nodes without a baseline."""
+    nodes = set(names) | {s.node for s in steps} | set(errors)
     drifted = {s.node for s in drift(steps)}
     return {"nodes": len(nodes), "compliant": len(nodes - drifted - set(errors)),
             "drift": len(drifted - set(errors)), "failed": len(errors)}

@@ -161,3 +161,15 @@ def test_version_that_does_not_arrive_fails_verification(emulator, tmp_path, cap
     assert [e["detail"]["state"] for e in store.events(node="p01-u04-bmc", kind="firmware-task")] \
         == ["submitted", "Completed"]
     store.close()
+
+
+def test_plan_json_carries_what_each_bmc_reported(emulator, tmp_path, capsys):
+    import json
+
+    zone = stub_zone(emulator, tmp_path)
+    code, out, _ = run(capsys, zone, "plan", "--json", "--state", str(tmp_path / "s.db"))
+    doc = json.loads(out)
+    assert code == 3 and doc["summary"] == {"nodes": 4, "compliant": 2, "drift": 2, "failed": 0}
+    assert doc["bmcs"]["p01-u02-bmc"]["macs"] == [rf.mac_for("p01-u02")]
+    assert {s["node"] for s in doc["steps"] if s["action"] == "update"} == {"p01-u03-bmc",
+                                                                           "p01-u04-bmc"}
