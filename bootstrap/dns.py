@@ -332,14 +332,16 @@ class DnsService:
         while not self._stopping.is_set():
             try:
                 data, client = sock.recvfrom(65535)
-            except OSError:
-                break
-            hit = cache.get(data[2:])                     # the hot path: a packed reply
-            if hit is not None:
+                hit = cache.get(data[2:])                 # the hot path: a packed reply
+                if hit is None:
+                    self._udp_slow(data, client)
+                    continue
                 sock.sendto(data[:2] + hit[0], client)
                 count(hit[1])
-                continue
-            self._udp_slow(data, client)
+            except OSError as exc:
+                if self._stopping.is_set():
+                    break
+                log.info("dns: udp: %s", exc)             # e.g. a client we cannot send to
 
     def _udp_slow(self, data: bytes, client) -> None:
         try:

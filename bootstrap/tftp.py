@@ -18,6 +18,7 @@ import io
 import logging
 import os
 import selectors
+import shutil
 import socket
 import tempfile
 import threading
@@ -406,7 +407,7 @@ class TftpService:
         self._selector.close()
         self._waker.close()
         self.sock.close()
-        os.rmdir(self._empty_root)
+        shutil.rmtree(self._empty_root, ignore_errors=True)
 
     # -- requests ----------------------------------------------------------
 
