@@ -125,7 +125,7 @@ def _plan(args, plan, settings, store) -> int:
     for node in nodes:
         kind, found = results[node.name]
         if kind == "ok":
-            steps += catalog.compare(node, catalog.baseline(plan.zone, node), found.firmware)
+            steps += catalog.compare(node, catalog.baseline(plan.zone, node), found.fw.lookup)
     errors = _errors(results)
     seen = {name: value.as_dict() for name, (kind, value) in results.items() if kind == "ok"}
     _print_plan(args, steps, errors, seen, [n.name for n in nodes])

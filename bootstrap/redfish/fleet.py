@@ -49,6 +49,16 @@ class Settings:
         return BmcClient(endpoint_for(self.zone, bmc), self.creds, self.tls, self.policy)
 
 
+@dataclass(frozen=True)
+class Firmware:
+    """Versions as one BMC reports them."""
+
+    versions: dict   # component as the BMC names it → version (what is recorded)
+    lookup: dict     # lower-case Name and Id → version (what the baseline is matched with)
+    targets: dict    # lower-case Name and Id → inventory item path, for SimpleUpdate Targets
+    source: str      # FirmwareInventory | system/manager
+
+
 @dataclass
 class Discovery:
     """What one BMC reported."""
@@ -56,30 +66,33 @@ class Discovery:
     node: str
     endpoint: Endpoint
     system: System
-    firmware: dict          # component → version
-    source: str             # FirmwareInventory | system/manager
-    targets: dict           # component (lower) → inventory item path to name in Targets
+    fw: Firmware
     macs: list
+
+    @property
+    def firmware(self) -> dict:
+        return self.fw.versions
 
     def as_dict(self) -> dict:
         return {"url": self.endpoint.url, "system": self.system.path, "firmware": self.firmware,
-                "firmware_source": self.source, "serial": self.system.serial,
+                "firmware_source": self.fw.source, "serial": self.system.serial,
                 "power": self.system.power, "macs": self.macs}
 
 
-def read_firmware(client, system: System, index: InventoryIndex) -> tuple:
-    """(component → version, component → target path, source). FirmwareInventory where
-    the BMC has it, else ``BiosVersion`` and the manager's ``FirmwareVersion``."""
+def read_firmware(client, system: System, index: InventoryIndex) -> Firmware:
+    """FirmwareInventory where the BMC has it, else ``BiosVersion`` and the manager's
+    ``FirmwareVersion``."""
     items = index.items(client, system.path)
     if items is None:
-        versions = {"BIOS": system.bios_version, "BMC": manager_firmware(client, system)}
-        return {k: v for k, v in versions.items() if v}, {}, FALLBACK
-    versions, targets = {}, {}
+        found = {"BIOS": system.bios_version, "BMC": manager_firmware(client, system)}
+        versions = {k: v for k, v in found.items() if v}
+        return Firmware(versions, {k.lower(): v for k, v in versions.items()}, {}, FALLBACK)
+    versions, lookup, targets = {}, {}, {}
     for item in items:
-        for key in {item.name, item.id} - {""}:
-            versions[key] = item.version
-            targets[key.lower()] = item.path
-    return versions, targets, INVENTORY
+        versions[item.name or item.id] = item.version
+        for key in {item.name.lower(), item.id.lower()} - {""}:
+            lookup[key], targets[key] = item.version, item.path
+    return Firmware(versions, lookup, targets, INVENTORY)
 
 
 def discover_node(settings: Settings, bmc, client: BmcClient | None = None,
@@ -89,8 +102,8 @@ def discover_node(settings: Settings, bmc, client: BmcClient | None = None,
     client = client or settings.client(bmc).connect()
     try:
         system = find_system(client, client.endpoint.system)
-        versions, targets, source = read_firmware(client, system, settings.index)
-        return Discovery(bmc.name, client.endpoint, system, versions, source, targets,
+        return Discovery(bmc.name, client.endpoint, system,
+                         read_firmware(client, system, settings.index),
                          mac_addresses(client, system) if macs else [])
     finally:
         if own:
@@ -110,7 +123,7 @@ def update_node(settings: Settings, bmc, image_urls: dict, recorder) -> NodeResu
     entries, began = catalog.baseline(settings.zone, bmc), time.monotonic()
     with settings.client(bmc) as client:
         found = discover_node(settings, bmc, client, macs=False)
-        steps = catalog.compare(bmc, entries, found.firmware)
+        steps = catalog.compare(bmc, entries, found.fw.lookup)
         result = NodeResult(bmc.name, steps, discovery=found)
         todo = catalog.drift(steps)
         # The first update starts before the NICs are read: the BMC is busy for
@@ -134,7 +147,8 @@ def update_node(settings: Settings, bmc, image_urls: dict, recorder) -> NodeResu
 
 def _submit(client, found: Discovery, step, url: str):
     """POST SimpleUpdate for one component, targeting its inventory item where known."""
-    return simple_update(client, url, [found.targets.get(step.component.lower(), found.system.path)])
+    target = found.fw.targets.get(step.component.lower(), found.system.path)
+    return simple_update(client, url, [target])
 
 
 def _finish(settings, client, found: Discovery, step, ref, recorder) -> None:
@@ -153,10 +167,9 @@ def _verify(settings, client, bmc, found: Discovery, entries) -> Discovery:
     deadline = time.monotonic() + settings.verify_timeout
     for delay in settings.poll.delays():
         # FirmwareInventory items carry the versions; only the fallback needs the system again.
-        system = found.system if found.source == INVENTORY else read_system(client, found.system.path)
-        versions, targets, source = read_firmware(client, system, settings.index)
-        found = replace(found, system=system, firmware=versions, targets=targets, source=source)
-        wrong = catalog.drift(catalog.compare(bmc, entries, found.firmware))
+        system = found.system if found.fw.source == INVENTORY else read_system(client, found.system.path)
+        found = replace(found, system=system, fw=read_firmware(client, system, settings.index))
+        wrong = catalog.drift(catalog.compare(bmc, entries, found.fw.lookup))
         if not wrong:
             return found
         if time.monotonic() + delay > deadline:

@@ -53,7 +53,8 @@ class StoreRecorder(NullRecorder):
 
     def updated(self, bmc, steps, found):
         self.store.event("firmware-verified", bmc.name, SOURCE,
-                         components={s.component: found.firmware.get(s.component) for s in steps})
+                         components={s.component: found.fw.lookup.get(s.component.lower())
+                                     for s in steps})
         self.store.update(bmc.name, **found.as_dict())
         self.store.transition(bmc.name, "ready", source=SOURCE)
 

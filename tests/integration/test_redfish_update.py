@@ -46,7 +46,7 @@ def test_apply_downloads_runs_task_resets_and_verifies(emulator, tmp_path, capsy
     states = [e["detail"]["state"] for e in store.events(node="p01-u03-bmc", kind="firmware-task")]
     assert states == ["submitted", "Completed", "reset"]
     node = store.node("p01-u03-bmc")
-    assert node["state"] == "ready" and node["data"]["firmware"]["BIOS"] == "2.4.1"
+    assert node["state"] == "ready" and node["data"]["firmware"] == {"BIOS": "2.4.1"}
     assert node["data"]["firmware_source"] == "FirmwareInventory"
     store.close()
     with open(state, "rb") as fh:
