@@ -57,18 +57,21 @@ class DhcpServer:
                                                 tuple(dns_servers)))
         self.recorder = Recorder(events)
         self.workers = max(1, int(workers))
-        self.sockets = [open_socket(bind_address, port, self.workers > 1)]
-        self.address = self.sockets[0].getsockname()  # port 0: the one the kernel chose
-        self.sockets += [open_socket(bind_address, self.address[1], True)
-                         for _ in range(1, self.workers)]
-        if self.workers > 1:
-            steer_by_xid(self.sockets[0], self.workers)
         self._stop = threading.Event()
         self._children: list = []
+        self.sockets = [open_socket(bind_address, port, self.workers > 1)]
+        self.address = self.sockets[0].getsockname()  # port 0: the one the kernel chose
+        try:
+            for _ in range(1, self.workers):
+                self.sockets.append(open_socket(bind_address, self.address[1], True))
+        except InputError:
+            self.close()
+            raise
+        if self.workers > 1:
+            steer_by_xid(self.sockets[0], self.workers)
 
     def serve_forever(self) -> None:
-        """Answer until :meth:`shutdown`; with workers, children share the port."""
-        self._stop.clear()
+        """Answer until :meth:`shutdown` (even one called before); workers share the port."""
         inbox = self._start_children() if self.workers > 1 else None
         pump = None
         if inbox is not None:
@@ -274,8 +277,8 @@ def _child_main(answerer: Answerer, sock: socket.socket, inbox, stop) -> None:
 
 
 def open_socket(address: str, port: int, reuse_port: bool = False) -> socket.socket:
+    # No SO_REUSEADDR: on UDP it would let a second server share the port unnoticed.
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
     if reuse_port:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)

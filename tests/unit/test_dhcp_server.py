@@ -20,6 +20,7 @@ import pytest
 from bootstrap.dhcp import codec, probe
 from bootstrap.dhcp.codec import DISCOVER, REQUEST
 from bootstrap.dhcp.server import DhcpServer
+from bootstrap.errors import InputError
 from bootstrap.metrics import DHCP_ANSWERS
 from bootstrap.plan import compile_plan
 from bootstrap.state import EventWriter, Store
@@ -182,3 +183,19 @@ def test_workers_share_the_port_and_report_to_the_parent(plan, relay, store):
     assert got == {x: f"10.17.1.{11 + x % 4}" for x in range(1, 41)}
     leases = store.events(kind="lease", limit=1000)
     assert len(leases) == 40  # the child's events reach the parent's writer
+
+
+def test_shutdown_before_serving_returns_and_a_busy_port_is_an_input_error(plan):
+    server = DhcpServer(plan, "127.0.0.1", port=0, server_id=SERVER_ID)
+    try:
+        server.shutdown()
+        done = threading.Thread(target=server.serve_forever)
+        done.start()
+        done.join(timeout=5)
+        assert not done.is_alive()
+        with pytest.raises(InputError, match="cannot listen"):
+            DhcpServer(plan, "127.0.0.1", port=server.address[1], server_id=SERVER_ID)
+    finally:
+        server.close()
+    with pytest.raises(InputError, match="server_id"):
+        DhcpServer(plan, "0.0.0.0", port=0)
