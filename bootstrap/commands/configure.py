@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from ..ansible import Options, configure
-from ..cli import print_json
+from ..cli import default_state, print_json
 from ..errors import InputError, WorkError
 from ..render import inventory
 from ._args import json_arg, load_plan, open_store, pod_arg, state_arg, zone_arg
@@ -52,12 +52,13 @@ def _print(results: dict) -> None:
 
 def cmd_configure(args) -> int:
     plan = load_plan(args)
-    store = open_store(args, plan)
-    state_dir = os.path.dirname(os.path.abspath(store.path))
+    state_dir = os.path.dirname(os.path.abspath(args.state or default_state(args.zone)))
     rendered = os.path.join(state_dir, "inventory")
+    opts = _options(args, state_dir, rendered)
+    store = open_store(args, plan)
     inventory.write(plan, rendered)
     pods = [args.pod] if args.pod else list(plan.pods)
-    results = configure(plan, pods, store, _options(args, state_dir, rendered))
+    results = configure(plan, pods, store, opts)
     if args.json:
         print_json({"pods": [r.as_dict() for r in results.values()]})
     else:
