@@ -238,7 +238,9 @@ def configure_pod(plan: Plan, pod: str, store: Store, opts: Options,
     if only is not None:
         wanted = set(only)
         hosts = [h for h in hosts if h in wanted]
-        limit = ",".join(hosts) or limit
+        limit = ",".join(hosts)
+    if not hosts:                   # nothing to hand over: never run on an empty limit
+        return PodResult(pod, True, None, {}, "skipped")
     store.set_pod(pod, "configuring")
     store.event("pod-configuring", None, SOURCE, pod=pod, hosts=len(hosts))
     events = EventWriter(store)     # one per pod: closing it flushes the pod's task events

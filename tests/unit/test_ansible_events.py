@@ -121,3 +121,26 @@ def test_record_moves_nodes_and_the_pod(lab_plan, tmp_path):
     assert store.node("p01-u02")["reason"] == "unreachable: Connection refused"
     assert {p["name"]: p["state"] for p in store.pods()}["p01"] == "failed"
     assert store.events(kind="pod-failed")[0]["detail"]["failed"] == 1
+
+
+def test_nothing_to_configure_runs_nothing(lab_plan, tmp_path):
+    store = Store(str(tmp_path / "zone.db"))
+    store.seed(lab_plan)
+    opts = handoff.Options(work_dir=str(tmp_path / "never"))
+    result = handoff.configure_pod(lab_plan, "p01", store, opts, only=[])
+    assert (result.ok, result.status, result.hosts) == (True, "skipped", {})
+    assert not (tmp_path / "never").exists()
+    assert store.events() == []
+
+
+class Result:
+    def __init__(self, status, rc, text):
+        import io
+
+        self.status, self.rc, self.stdout = status, rc, io.StringIO(text)
+
+
+def test_run_error_is_the_tail_of_what_ansible_printed():
+    assert handoff.run_error(Result("successful", 0, "")) is None
+    error = handoff.run_error(Result("failed", 4, "a\n\nERROR! the playbook: x could not be found\n"))
+    assert error == "ansible-runner failed (rc 4): a ERROR! the playbook: x could not be found"
