@@ -23,6 +23,7 @@ from typing import Callable, Iterable
 import ansible_runner
 
 from .plan import Plan
+from .render import inventory
 from .render.inventory import group_name
 from .state import EventWriter, Store
 
@@ -202,6 +203,16 @@ class Options:
     max_parallel: int = 4
     timeout: int | None = None                 # seconds per pod run
     on_event: Callable | None = None           # (pod, host, detail) for a live display
+
+
+def prepare(plan: Plan, state_dir: str, inventories: Iterable[str] = (), **settings) -> Options:
+    """Options for runs beside a state database: the inventory rendered afresh into
+    ``<state_dir>/inventory`` (first), then ``inventories`` (connection vars, …);
+    artifacts under ``<state_dir>/ansible/<pod>``."""
+    rendered = os.path.join(state_dir, "inventory")
+    inventory.write(plan, rendered)
+    return Options(work_dir=os.path.join(state_dir, "ansible"),
+                   inventories=(rendered, *map(os.path.abspath, inventories)), **settings)
 
 
 def _run_pod(pod: str, hosts: list, limit: str, opts: Options, handler) -> object:

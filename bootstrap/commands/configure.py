@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import os
 
-from ..ansible import Options, configure
-from ..cli import default_state, print_json
+from ..ansible import configure, prepare
+from ..cli import print_json
 from ..errors import InputError, WorkError
-from ..render import inventory
 from ._args import json_arg, load_plan, open_store, pod_arg, state_arg, zone_arg
 
 
@@ -26,18 +25,12 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_configure)
 
 
-def _options(args, state_dir: str, rendered: str) -> Options:
+def _check(args) -> None:
     for path in args.inventory:
         if not os.path.exists(path):
             raise InputError(f"--inventory {path}: no such file or directory")
     if args.max_parallel < 1:
         raise InputError("--max-parallel must be at least 1")
-    opts = Options(work_dir=os.path.join(state_dir, "ansible"),
-                   inventories=(rendered, *map(os.path.abspath, args.inventory)),
-                   max_parallel=args.max_parallel, timeout=args.timeout)
-    if args.playbooks:
-        opts.playbooks = os.path.abspath(args.playbooks)
-    return opts
 
 
 def _print(results: dict) -> None:
@@ -52,11 +45,12 @@ def _print(results: dict) -> None:
 
 def cmd_configure(args) -> int:
     plan = load_plan(args)
-    state_dir = os.path.dirname(os.path.abspath(args.state or default_state(args.zone)))
-    rendered = os.path.join(state_dir, "inventory")
-    opts = _options(args, state_dir, rendered)
+    _check(args)
     store = open_store(args, plan)
-    inventory.write(plan, rendered)
+    opts = prepare(plan, os.path.dirname(os.path.abspath(store.path)), args.inventory,
+                   max_parallel=args.max_parallel, timeout=args.timeout)
+    if args.playbooks:
+        opts.playbooks = os.path.abspath(args.playbooks)
     pods = [args.pod] if args.pod else list(plan.pods)
     results = configure(plan, pods, store, opts)
     if args.json:
