@@ -1,4 +1,7 @@
-"""TEST EXTENSION of the real sushy-tools emulator — not product code, not a mock.
+"""TEST AND LAB EXTENSION of the real sushy-tools emulator — not product code, not a mock.
+
+It lives in the package because the built-in lab (``zone up --lab``) runs the same
+emulator as the tests; no appliance code path imports it.
 
 sushy-emulator's own SimpleUpdate (libvirt driver) is a stub: it never fetches
 the image, answers 204 + a fixed Task, and only bumps the BIOS minor version;
