@@ -36,6 +36,7 @@ PLAIN_UDP_LIMIT = 512          # a query without EDNS gets at most this many byt
 CACHE_LIMIT = 200_000          # packed replies kept; cleared when full (junk queries can't grow it)
 FORWARD_TIMEOUT = 2.0
 HEADER = struct.Struct("!HHHHHH")
+ZONE_TRANSFERS = (QTYPE.AXFR, QTYPE.IXFR)   # the zone files come from `zone render`, not from us
 
 
 # ---------------------------------------------------------------------------
@@ -170,7 +171,7 @@ def respond(authority: Authority, request: DNSRecord, recursion: bool = False) -
         reply.header.aa, reply.header.rcode = 0, RCODE.NOTIMP
         return reply
     q = request.q
-    if q.qclass != 1:
+    if q.qclass != 1 or q.qtype in ZONE_TRANSFERS:
         reply.header.aa, reply.header.rcode = 0, RCODE.REFUSED
         return reply
     answer = authority.lookup(str(q.qname), QTYPE.get(q.qtype, str(q.qtype)))

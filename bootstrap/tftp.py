@@ -42,6 +42,7 @@ SESSION_TIMEOUT = 2.0          # seconds before a lost DATA is sent again
 RETRIES = 5
 FETCH_TIMEOUT = 15.0
 MISS_TTL = 10.0                # a name the controller lacks is not asked again for this long
+MISS_LIMIT = 10_000
 MEMORY_LIMIT = 16 << 20        # files up to this size are served from memory
 MAX_DATAGRAM = 65536
 
@@ -150,6 +151,8 @@ class Fetcher:
             with os.fdopen(fd, "wb") as out:
                 found = self._get(f"{self.base}/files/{quote(name)}", out)
             if not found:
+                if len(self._misses) >= MISS_LIMIT:      # random names must not grow it
+                    self._misses.clear()
                 self._misses[name] = time.monotonic() + MISS_TTL
                 log.info("tftp: controller has no %s", name)
                 return None

@@ -166,3 +166,13 @@ def test_forwarding_to_a_dead_upstream_is_servfail(lab_plan):
             assert status(dig(front, "+time=5", "www.example.com").stdout) == "SERVFAIL"
         finally:
             front.stop()
+
+
+def test_stop_ends_every_thread_and_frees_the_port(lab_plan):
+    service = DnsService(lab_plan, "127.0.0.1", 0).start()
+    assert dig(service, "+tcp", "+short", lab_plan.zone.domain, "NS").stdout.strip()
+    service.stop()
+    assert len(service._threads) == 2 and not any(t.is_alive() for t in service._threads)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp, socket.socket() as tcp:
+        udp.bind(("127.0.0.1", service.port))
+        tcp.bind(("127.0.0.1", service.port))

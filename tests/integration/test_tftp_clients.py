@@ -181,3 +181,13 @@ def test_malformed_datagrams_do_not_stop_the_server(service, tmp_path):
     out = tmp_path / "after"
     assert curl(service, "undionly.kpxe", out).returncode == 0
     assert read(out) == read(UNDIONLY)
+
+
+def test_stop_ends_every_thread_and_frees_the_port(tmp_path):
+    svc = TftpService(IPXE, str(tmp_path / "cache"), None, "127.0.0.1", 0).start()
+    out = tmp_path / "one"
+    assert curl(svc, "undionly.kpxe", out).returncode == 0
+    svc.stop()
+    assert not [t for t in threading.enumerate() if t.name.startswith("tftp")]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as again:
+        again.bind(("127.0.0.1", svc.port))

@@ -96,6 +96,11 @@ def test_other_classes_and_opcodes_are_not_answered(service, lab_plan):
     assert ask(service, lab_plan.zone.domain, opcode=2).header.rcode == RCODE.NOTIMP
 
 
+@pytest.mark.parametrize("qtype", ["AXFR", "IXFR"])
+def test_zone_transfers_are_refused(service, lab_plan, qtype):
+    assert ask(service, lab_plan.zone.domain, qtype).header.rcode == RCODE.REFUSED
+
+
 def test_edns_queries_get_an_opt_record_back(service, lab_plan):
     query = DNSRecord.question(lab_plan.nodes["p01-u01"].fqdn)
     query.add_ar(EDNS0(udp_len=4096))

@@ -85,11 +85,10 @@ def test_a_name_the_controller_lacks_is_not_asked_again_at_once(tmp_path):
 
 
 def test_a_miss_is_asked_again_after_its_time(tmp_path, monkeypatch):
+    monkeypatch.setattr(tftp, "MISS_TTL", 0.0)
     get = CountingGet({})
     fetcher = Fetcher("http://controller", str(tmp_path), get=get)
     fetcher.fetch("nope.bin")
-    monkeypatch.setattr(tftp, "MISS_TTL", 0.0)
-    fetcher._misses.clear()
     fetcher.fetch("nope.bin")
     assert len(get.urls) == 2
 
@@ -125,3 +124,11 @@ def test_a_directory_is_not_a_file(tmp_path):
     (tmp_path / "sub").mkdir()
     source = FileSource(str(tmp_path), Fetcher(None, str(tmp_path / "c"), get=CountingGet({})))
     assert source.open("sub") is None
+
+
+def test_remembered_misses_are_bounded(tmp_path, monkeypatch):
+    monkeypatch.setattr(tftp, "MISS_LIMIT", 3)
+    fetcher = Fetcher("http://controller", str(tmp_path), get=CountingGet({}))
+    for i in range(7):
+        fetcher.fetch(f"random-{i}")
+    assert len(fetcher._misses) <= 3
