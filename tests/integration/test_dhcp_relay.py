@@ -45,20 +45,20 @@ SWITCHES = {
 CLEAN_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C"}
 
 UDHCPC_SCRIPT = r"""#!/bin/sh
-# udhcpc event script: record every event, configure the interface, never touch resolv.conf.
-{ echo "=== $1"; env; } >> "$(dirname "$0")/events"
+# udhcpc event script: configure the interface, then record the event as one file (the
+# test waits for it, so the address and route are in place by then). No resolv.conf.
 case "$1" in
   bound|renew)
     ip addr replace "$ip/${mask:-24}" dev "$interface"
     [ -n "$router" ] && ip route replace default via "${router%% *}" dev "$interface"
     ;;
 esac
+d="$(dirname "$0")"; env > "$d/.event"; mv "$d/.event" "$d/event.$(date +%s%N).$1"
 exit 0
 """
 
 DHCLIENT_SCRIPT = r"""#!/bin/sh
-# dhclient-script stand-in: record every event, configure the interface, nothing else.
-{ echo "=== $reason"; env; } >> "$(dirname "$0")/events"
+# dhclient-script stand-in: configure the interface, then record the event. Nothing else.
 case "$reason" in
   PREINIT) ip link set "$interface" up ;;
   BOUND|RENEW|REBIND|REBOOT)
@@ -66,6 +66,7 @@ case "$reason" in
     [ -n "$new_routers" ] && ip route replace default via "${new_routers%% *}" dev "$interface"
     ;;
 esac
+d="$(dirname "$0")"; env > "$d/.event"; mv "$d/.event" "$d/event.$(date +%s%N).$reason"
 exit 0
 """
 
@@ -202,15 +203,12 @@ class Client:
         return self.proc
 
     def records(self) -> list:
-        """Every script call as (event, env dict), in order."""
-        path = self.folder / "events"
-        if not path.exists():
-            return []
+        """Every script call as (event, env dict), in order (one file each, renamed whole)."""
         out = []
-        for block in path.read_text().split("=== ")[1:]:
-            head, _, body = block.partition("\n")
+        for path in sorted(self.folder.glob("event.*")):
+            body = path.read_text()
             env = dict(line.split("=", 1) for line in body.splitlines() if "=" in line)
-            out.append((head.strip(), env))
+            out.append((path.name.split(".", 2)[2], env))
         return out
 
     def bound(self, *events: str, count: int = 1):
