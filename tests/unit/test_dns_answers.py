@@ -5,6 +5,8 @@ from __future__ import annotations
 import struct
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from dnslib import EDNS0, QTYPE, RCODE, DNSRecord
 
 from bootstrap.dns import Authority, DnsService, parse_upstream
@@ -146,3 +148,20 @@ def test_a_large_answer_over_plain_udp_is_truncated(lab_plan):
 def test_upstream_text_forms():
     assert parse_upstream("192.0.2.53") == ("192.0.2.53", 53)
     assert parse_upstream("127.0.0.1:5353") == ("127.0.0.1", 5353)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=600))
+def test_any_bytes_get_a_reply_or_a_drop_never_an_exception(lab_plan, data):
+    reply, rcode = DnsService(lab_plan, port=0).answer(data)
+    assert reply is None or (isinstance(reply, bytes) and reply[:2] == data[:2])
+    assert isinstance(rcode, str)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(min_size=12, max_size=80))
+def test_mutated_good_queries_never_raise(lab_plan, tail):
+    good = DNSRecord.question(lab_plan.nodes["p01-u01"].fqdn).pack()
+    data = good[:12] + bytes(a ^ b for a, b in zip(good[12:], tail)) + tail[len(good) - 12:]
+    reply, _ = DnsService(lab_plan, port=0).answer(data)
+    assert reply is None or reply[:2] == good[:2]

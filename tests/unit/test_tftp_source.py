@@ -7,6 +7,8 @@ import threading
 import time
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bootstrap import tftp
 from bootstrap.tftp import Fetcher, FileSource, clean_name
@@ -132,3 +134,11 @@ def test_remembered_misses_are_bounded(tmp_path, monkeypatch):
     for i in range(7):
         fetcher.fetch(f"random-{i}")
     assert len(fetcher._misses) <= 3
+
+
+@given(st.text(max_size=60))
+def test_a_clean_name_never_climbs_or_is_absolute(raw):
+    name = clean_name(raw)
+    if name is not None:
+        assert not name.startswith("/") and ".." not in name.split("/")
+        assert os.path.normpath(os.path.join("/root-dir", name)).startswith("/root-dir/")
