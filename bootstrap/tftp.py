@@ -37,6 +37,14 @@ from .metrics import TFTP_TRANSFERS
 
 log = logging.getLogger(__name__)
 
+
+def _quiet_tftpy() -> None:
+    """tftpy logs every transfer's steps at INFO; keep that out of the service log
+    unless someone configured the ``tftpy`` logger on purpose."""
+    tftpy_log = logging.getLogger("tftpy")
+    if tftpy_log.level == logging.NOTSET:
+        tftpy_log.setLevel(logging.WARNING)
+
 DEFAULT_ROOT = "/usr/lib/ipxe"
 SESSION_TIMEOUT = 2.0          # seconds before a lost DATA is sent again
 RETRIES = 5
@@ -344,6 +352,7 @@ class TftpService:
     def __init__(self, root: str = DEFAULT_ROOT, cache_dir: str | None = None,
                  controller_url: str | None = None, bind: str = "127.0.0.1", port: int = 69,
                  timeout: float = SESSION_TIMEOUT, retries: int = RETRIES, workers: int = 2):
+        _quiet_tftpy()
         self.root = root
         self.cache_dir = cache_dir or os.path.join(tempfile.gettempdir(), "zone-tftp-cache")
         os.makedirs(self.cache_dir, exist_ok=True)
