@@ -7,6 +7,7 @@ it through :func:`current`.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -14,7 +15,7 @@ from collections import OrderedDict
 from flask import current_app, make_response, render_template, request
 
 from ..plan import Node, Plan
-from ..state import legal
+from ..state import EventWriter, Store, legal
 from .context import build_context
 from .settings import api_token, node_secret
 
@@ -49,6 +50,48 @@ class Throttle:
             return True
 
 
+class EventSink:
+    """Where a process's events go: straight into the store, or (``batch``) through an
+    :class:`~bootstrap.state.EventWriter` so a request never waits on a write transaction.
+
+    The writer is made lazily in the process that records (gunicorn forks workers after
+    the app may exist) on a connection of its own, so its waits on other processes'
+    write locks never hold up this process's reads. :meth:`close` flushes it.
+    """
+
+    def __init__(self, store, batch: bool):
+        self.store = store
+        self.batch = batch and store.path != ":memory:"  # a memory database has one connection
+        self.writer = self.pid = None
+        self.lock = threading.Lock()
+
+    def put(self, kind: str, node: str | None, source: str, **detail) -> None:
+        if not self.batch:
+            self.store.event(kind, node, source, **detail)
+            return
+        self._writer().put(kind, node, source, **detail)
+
+    def _writer(self) -> EventWriter:
+        if self.pid != os.getpid():
+            with self.lock:
+                if self.pid != os.getpid():  # first event here, or a fork copied a dead thread
+                    self.writer, self.pid = EventWriter(Store(self.store.path)), os.getpid()
+        return self.writer
+
+    def close(self) -> None:
+        """Write what is queued (a worker that stops must not lose its events); any later
+        event goes straight to the store."""
+        with self.lock:
+            writer, pid = self.writer, self.pid
+            self.batch, self.writer, self.pid = False, None, None
+        if writer is None or pid != os.getpid():  # a copy from before a fork: not ours
+            return
+        writer.close()
+        writer.store.close()
+        if writer.dropped:
+            log.warning("%d HTTP events were not recorded", writer.dropped)
+
+
 class HttpService:
     """The plan, the store, settings and secrets of one app, and helpers over them."""
 
@@ -60,16 +103,22 @@ class HttpService:
         self.api_token = api_token(settings)
         self.rendered: dict = {}  # (template, node name) → text, for plan-only templates
         self.throttle = Throttle(float(settings["EVENT_THROTTLE_SECONDS"]))
+        self.events = EventSink(store, bool(settings["EVENT_BATCH"]))
 
     def event(self, kind: str, node: str | None = None, **detail) -> None:
         """Record an event; a store failure is logged and never fails the request."""
-        detail.setdefault("address", client_address())
+        if "address" not in detail:  # callers outside a Flask request pass it
+            detail["address"] = client_address()
         if kind in NOISY and not self.throttle.allow((kind, node, detail["address"])):
             return
         try:
-            self.store.event(kind, node, SOURCE, **detail)
+            self.events.put(kind, node, SOURCE, **detail)
         except Exception as exc:  # noqa: BLE001 - an event must not break an answer
             log.warning("event %s for %s not recorded: %s", kind, node, exc)
+
+    def close(self) -> None:
+        """Flush batched events (a gunicorn worker calls this as it exits)."""
+        self.events.close()
 
     def record(self, name: str) -> dict | None:
         return self.store.node(name)

@@ -54,15 +54,27 @@ class _Gunicorn(BaseApplication):
 
 
 def _worker_factory(plan: Plan, store_path: str, config: dict):
+    config = dict(config)
+    config.setdefault("EVENT_BATCH", True)  # a worker's events: written by a thread, batched
+
     def factory():
         return create_app(plan, Store(store_path), config)
     return factory
 
 
+def _worker_exit(server, worker) -> None:
+    """gunicorn hook, in the worker as it stops: write the events it still holds."""
+    app = getattr(worker, "wsgi", None)
+    zone = getattr(app, "extensions", {}).get("zone")
+    if zone is not None:
+        zone.close()
+
+
 def gunicorn_options(bind: str, port: int, workers: int, threads: int) -> dict:
     return {"bind": f"{bind}:{port}", "workers": workers, "threads": threads,
             "worker_class": "gthread", "timeout": 60, "graceful_timeout": 5, "keepalive": 5,
-            "proc_name": f"zone-http-{port}", "errorlog": "-", "loglevel": "warning"}
+            "proc_name": f"zone-http-{port}", "errorlog": "-", "loglevel": "warning",
+            "worker_exit": _worker_exit}
 
 
 def serve_http(plan: Plan, store: Store, bind: str = "0.0.0.0", port: int = 8080,

@@ -58,6 +58,14 @@ def curl(*args, source: str | None = None, check: bool = True) -> subprocess.Com
     return subprocess.run(cmd, capture_output=True, check=check, timeout=20)
 
 
+def eventually(read, timeout: float = 10):
+    """``read()`` once it is truthy: a gunicorn worker writes its events on a thread."""
+    deadline = time.monotonic() + timeout
+    while not (value := read()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return value
+
+
 def wait_until_up(url: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

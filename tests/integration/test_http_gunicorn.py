@@ -21,8 +21,8 @@ from bootstrap.http.wsgi import HttpServer
 from bootstrap.plan import compile_plan
 from bootstrap.state import Store
 from bootstrap.zone import load_zone
-from http_peers import (API_TOKEN, INITRD, KERNEL, LAB, SECRET, curl, free_port, gunicorn_zone,
-                        loopback_zone, wait_until_up)
+from http_peers import (API_TOKEN, INITRD, KERNEL, LAB, SECRET, curl, eventually, free_port,
+                        gunicorn_zone, loopback_zone, wait_until_up)
 
 U03 = "127.17.1.13"   # p01-u03's provision address in the loopback zone
 
@@ -54,6 +54,17 @@ def test_node_boots_by_its_source_address_and_fetches_what_the_script_names(live
     assert Store(state).node("p01-u03")["state"] == "booting"
 
 
+def test_a_stopping_worker_writes_every_event_it_holds(tmp_path):
+    """Workers queue their events for a writer thread; a graceful stop flushes the queue."""
+    with gunicorn_zone(tmp_path, workers=1) as (base, _, state):
+        for _ in range(20):
+            body(base + "/boot/ipxe", source="127.17.1.12")
+    events = Store(state).events(node="p01-u02")
+    assert [e["kind"] for e in events].count("ipxe-script") == 20
+    assert {e["detail"]["address"] for e in events if e["kind"] == "ipxe-script"} == \
+        {"127.17.1.12"}
+
+
 def test_unknown_machine_gets_the_retry_script(live):
     script = body(live[0] + "/boot/ipxe?mac=52:54:00:00:00:01")
     assert script.startswith("#!ipxe") and "sleep 30" in script
@@ -68,7 +79,7 @@ def test_cloud_init_only_to_the_node_or_its_token(live):
     assert denied.stdout == b"403"
     token = node_token(SECRET.encode(), "p01-u04")
     assert curl("-f", f"{base}/cloud-init/p01-u04/user-data?token={token}").returncode == 0
-    denied_events = Store(state).events(kind="cloud-init-denied")
+    denied_events = eventually(lambda: Store(state).events(kind="cloud-init-denied"))
     assert [(e["node"], e["detail"]["address"]) for e in denied_events] == [("p01-u04", U03)]
 
 

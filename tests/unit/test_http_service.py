@@ -117,3 +117,22 @@ def test_parent_families_leave_out_what_this_process_owns():
     Counter("other_total", "x", registry=reg).inc()
     names = {f.name for f in foreign_families(generate_latest(reg).decode())}
     assert names == {"zone_dhcp_answers", "zone_dhcp_answers_created"}
+
+
+def test_batched_events_are_written_by_a_thread_and_flushed_on_close(http_plan, http_store):
+    from http_helpers import from_address, kinds
+    app = make_app(http_plan, http_store, EVENT_BATCH=True)
+    for _ in range(3):
+        assert app.test_client().get("/boot/ipxe", **from_address("10.17.1.13")).status_code == 200
+    svc = app.extensions["zone"]
+    assert svc.events.writer is not None and svc.events.writer.store is not http_store
+    svc.close()
+    assert sorted(kinds(http_store, "p01-u03")) == ["ipxe-script"] * 3 + ["state"]
+    svc.event("after-close", "p01-u03", address=None)  # straight to the store once closed
+    assert kinds(http_store, "p01-u03")[-1] == "after-close"
+
+
+def test_a_memory_store_is_never_batched(http_plan):
+    from bootstrap.http.service import EventSink
+    from bootstrap.state import Store
+    assert EventSink(Store(":memory:"), batch=True).batch is False
