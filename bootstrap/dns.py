@@ -6,9 +6,10 @@ TXT carrying the zone file digest (which zone file this appliance answers from) 
 ``_http._tcp.<domain>`` SRV naming the controller.
 
 Layers: :class:`Authority` is the pure core (a name and a type → an :class:`Answer`);
-:func:`respond` turns a dnslib request into a dnslib reply; :class:`DnsService` is the
-thin socket adapter (UDP and TCP), with a cache of packed replies keyed by the query's
-bytes after the ID, because the answers are a pure function of the plan.
+:func:`respond` turns a dnslib request into a dnslib reply; :class:`Responder` turns query
+bytes into reply bytes; :class:`DnsService` is the thin socket adapter (UDP and TCP), with a
+cache of packed replies keyed by the query's bytes after the ID, because the answers are
+a pure function of the plan.
 """
 
 from __future__ import annotations
@@ -218,37 +219,20 @@ def parse_upstream(text: str) -> tuple[str, int]:
     return (host, int(port)) if port else (text, 53)
 
 
-# ---------------------------------------------------------------------------
-# The socket adapter
-# ---------------------------------------------------------------------------
+class Responder:
+    """Query bytes → reply bytes, with no sockets: the part of the service tests drive directly.
 
-class DnsService:
-    """Authoritative DNS on ``bind:port`` (UDP and TCP) from ``plan``.
-
-    ``forward=True`` relays questions for other zones to ``upstreams`` (default the
-    zone file's ``dns.upstreams``, "host" or "host:port"); otherwise they get REFUSED.
-    ``start()`` serves in daemon threads, ``stop()`` closes everything; ``port=0``
-    binds an ephemeral port, readable from ``.port``.
+    ``forward=True`` sends questions for other zones to ``upstreams`` (default the zone
+    file's ``dns.upstreams``, "host" or "host:port"); otherwise they get REFUSED.
     """
 
-    def __init__(self, plan: Plan, bind: str = "127.0.0.1", port: int = 53,
-                 forward: bool = False, upstreams=None):
+    def __init__(self, plan: Plan, forward: bool = False, upstreams=None):
         self.authority = Authority(plan)
-        self.bind, self.requested_port = bind, port
         self.forward = forward
         self.upstreams = [parse_upstream(u) for u in (upstreams or plan.zone.dns_upstreams)]
-        self._cache: dict[bytes, tuple] = {}
-        self._counters = {}
-        self._threads: list[threading.Thread] = []
-        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="dns-forward")
-        self._stopping = threading.Event()
-        self.udp = self.tcp = None
-        self.port = None
-
-    # -- answers (no sockets) ----------------------------------------------
 
     def answer(self, data: bytes, udp: bool = True) -> tuple:
-        """(reply bytes or None to drop or "forward", rcode name) for one query."""
+        """(reply bytes, None to drop, or "forward"; rcode name) for one query."""
         if len(data) < 12 or data[2] & 0x80:          # too short for a header, or a response
             return None, "DROPPED"
         try:
@@ -280,6 +264,49 @@ class DnsService:
                 log.info("dns: upstream %s:%d failed: %s", *upstream, exc)
         return header_error(data, RCODE.SERVFAIL), "SERVFAIL"
 
+
+# ---------------------------------------------------------------------------
+# The socket adapter
+# ---------------------------------------------------------------------------
+
+def _bind_pair(address: str, port: int, service) -> tuple:
+    """A UDP socket and a TCP server on one port (with port 0: the first ephemeral port
+    free for both)."""
+    for _ in range(20):
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            udp.bind((address, port))
+            return udp, _TcpServer((address, udp.getsockname()[1]), service)
+        except OSError:
+            udp.close()
+            if port:
+                raise
+    raise OSError("no port free for both UDP and TCP")
+
+
+class DnsService:
+    """Authoritative DNS on ``bind:port`` (UDP and TCP) from ``plan``.
+
+    The sockets are bound by the constructor (so a taken port fails there, not in a
+    thread); ``serve_forever()`` serves until ``stop()``; ``start()`` does the same in
+    daemon threads and returns. ``port=0`` binds an ephemeral port, readable from
+    ``.port``. ``forward`` and ``upstreams`` as in :class:`Responder`.
+    """
+
+    def __init__(self, plan: Plan, bind: str = "127.0.0.1", port: int = 53,
+                 forward: bool = False, upstreams=None):
+        self.responder = Responder(plan, forward, upstreams)
+        self.authority = self.responder.authority
+        self.bind = bind
+        self._cache: dict[bytes, tuple] = {}
+        self._counters = {}
+        self._threads: list[threading.Thread] = []
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="dns-forward")
+        self._stopping = threading.Event()
+        self._done = threading.Event()
+        self.udp, self.tcp = _bind_pair(bind, port, self)
+        self.port = self.udp.getsockname()[1]
+
     def _count(self, rcode: str) -> None:
         counter = self._counters.get(rcode)
         if counter is None:
@@ -289,40 +316,40 @@ class DnsService:
     # -- lifecycle ---------------------------------------------------------
 
     def start(self) -> "DnsService":
-        """Bind UDP and TCP on the same port and serve each in a daemon thread."""
-        self._bind()
-        for target, name in ((self._serve_udp, "dns-udp"), (self.tcp.serve_forever, "dns-tcp")):
-            thread = threading.Thread(target=target, name=name, daemon=True)
-            thread.start()
-            self._threads.append(thread)
-        log.info("dns: authoritative for %s on %s:%d (forward=%s)",
-                 ", ".join(self.authority.zones), self.bind, self.port, self.forward)
+        """Serve in daemon threads; returns at once."""
+        self._spawn(self.serve_forever, "dns")
         return self
 
-    def _bind(self) -> None:
-        for _ in range(20):      # with port 0, the ephemeral UDP port may be taken for TCP
-            udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            udp.bind((self.bind, self.requested_port))
-            try:
-                self.tcp = _TcpServer((self.bind, udp.getsockname()[1]), self)
-            except OSError:
-                udp.close()
-                if self.requested_port:
-                    raise
-                continue
-            self.udp, self.port = udp, udp.getsockname()[1]
+    def serve_forever(self) -> None:
+        """Serve TCP on a thread and UDP on this one until :meth:`stop`."""
+        if self._stopping.is_set():
             return
-        raise OSError("no port free for both UDP and TCP")
+        log.info("dns: authoritative for %s on %s:%d (forward=%s)",
+                 ", ".join(self.authority.zones), self.bind, self.port, self.responder.forward)
+        self._spawn(self.tcp.serve_forever, "dns-tcp")
+        try:
+            self._serve_udp()
+        finally:
+            self._done.set()
+
+    def _spawn(self, target, name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        self._threads.append(thread)
+        thread.start()
 
     def stop(self) -> None:
-        if self.udp is None or self._stopping.is_set():
+        """Stop serving and close every socket; idempotent."""
+        if self._stopping.is_set():
             return
         self._stopping.set()
-        self.udp.sendto(b"", (self.bind, self.port))     # wake the UDP loop
-        self.tcp.shutdown()
+        if self._threads:
+            self.udp.sendto(b"", self.udp.getsockname())      # wake the UDP loop
+            self.tcp.shutdown()
+            self._done.wait(timeout=5)
         self.tcp.server_close()
         for thread in self._threads:
-            thread.join(timeout=5)
+            if thread is not threading.current_thread():
+                thread.join(timeout=5)
         self.udp.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
@@ -346,7 +373,7 @@ class DnsService:
 
     def _udp_slow(self, data: bytes, client) -> None:
         try:
-            reply, rcode = self.answer(data)
+            reply, rcode = self.responder.answer(data)
             if reply == "forward":
                 self._pool.submit(self._forward_udp, data, client)
                 return
@@ -361,7 +388,7 @@ class DnsService:
             log.exception("dns: failed to answer %r from %s:%d", data[:64], *client)
 
     def _forward_udp(self, data: bytes, client) -> None:
-        reply, rcode = self.forward_query(data)
+        reply, rcode = self.responder.forward_query(data)
         try:
             self.udp.sendto(reply, client)
             self._count(rcode)
@@ -386,9 +413,9 @@ class _TcpHandler(socketserver.BaseRequestHandler):
         self.request.settimeout(10)
         try:
             while data := self._read_message():
-                reply, rcode = service.answer(data, udp=False)
+                reply, rcode = service.responder.answer(data, udp=False)
                 if reply == "forward":
-                    reply, rcode = service.forward_query(data)
+                    reply, rcode = service.responder.forward_query(data)
                 if reply is None:
                     return
                 self.request.sendall(struct.pack("!H", len(reply)) + reply)

@@ -6,6 +6,7 @@ import re
 import socket
 import struct
 import subprocess
+import threading
 
 import pytest
 from prometheus_client import REGISTRY
@@ -176,3 +177,21 @@ def test_stop_ends_every_thread_and_frees_the_port(lab_plan):
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp, socket.socket() as tcp:
         udp.bind(("127.0.0.1", service.port))
         tcp.bind(("127.0.0.1", service.port))
+
+
+def test_serve_forever_on_a_caller_thread_returns_after_stop(lab_plan):
+    service = DnsService(lab_plan, "127.0.0.1", 0)
+    runner = threading.Thread(target=service.serve_forever)
+    runner.start()
+    ours = lab_plan.nodes["p01-u01"]
+    assert dig(service, "+short", ours.fqdn).stdout.split() == [ours.address]
+    service.stop()
+    runner.join(timeout=10)
+    assert not runner.is_alive()
+
+
+def test_a_taken_port_fails_in_the_constructor(lab_plan):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        with pytest.raises(OSError):
+            DnsService(lab_plan, "127.0.0.1", taken.getsockname()[1])

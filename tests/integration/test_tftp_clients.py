@@ -191,3 +191,13 @@ def test_stop_ends_every_thread_and_frees_the_port(tmp_path):
     assert not [t for t in threading.enumerate() if t.name.startswith("tftp")]
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as again:
         again.bind(("127.0.0.1", svc.port))
+
+
+def test_serve_forever_on_a_caller_thread_returns_after_stop(tmp_path):
+    svc = TftpService(IPXE, str(tmp_path / "cache"), None, "127.0.0.1", 0)
+    runner = threading.Thread(target=svc.serve_forever)
+    runner.start()
+    assert curl(svc, "undionly.kpxe", tmp_path / "one").returncode == 0
+    svc.stop()
+    runner.join(timeout=10)
+    assert not runner.is_alive()

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from dnslib import EDNS0, QTYPE, RCODE, DNSRecord
 
-from bootstrap.dns import Authority, DnsService, parse_upstream
+from bootstrap.dns import Authority, Responder, parse_upstream
 from bootstrap.render.dnszone import zones
 
 
@@ -20,7 +20,7 @@ def authority(lab_plan):
 
 @pytest.fixture(scope="module")
 def service(lab_plan):
-    return DnsService(lab_plan, port=0)         # never started: answer() needs no socket
+    return Responder(lab_plan)
 
 
 def ask(service, name, qtype="A", **kw) -> DNSRecord:
@@ -133,7 +133,7 @@ def test_malformed_queries_get_formerr_with_their_id(service, data):
 
 
 def test_a_large_answer_over_plain_udp_is_truncated(lab_plan):
-    service = DnsService(lab_plan, port=0)
+    service = Responder(lab_plan)
     name = f"big.{lab_plan.zone.domain}"
     for i in range(40):
         service.authority._add(name, "A", f"10.99.0.{i}")
@@ -153,7 +153,7 @@ def test_upstream_text_forms():
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=600))
 def test_any_bytes_get_a_reply_or_a_drop_never_an_exception(lab_plan, data):
-    reply, rcode = DnsService(lab_plan, port=0).answer(data)
+    reply, rcode = Responder(lab_plan).answer(data)
     assert reply is None or (isinstance(reply, bytes) and reply[:2] == data[:2])
     assert isinstance(rcode, str)
 
@@ -163,5 +163,5 @@ def test_any_bytes_get_a_reply_or_a_drop_never_an_exception(lab_plan, data):
 def test_mutated_good_queries_never_raise(lab_plan, tail):
     good = DNSRecord.question(lab_plan.nodes["p01-u01"].fqdn).pack()
     data = good[:12] + bytes(a ^ b for a, b in zip(good[12:], tail)) + tail[len(good) - 12:]
-    reply, _ = DnsService(lab_plan, port=0).answer(data)
+    reply, _ = Responder(lab_plan).answer(data)
     assert reply is None or reply[:2] == good[:2]
