@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import struct
 
 import pytest
@@ -10,7 +11,11 @@ from hypothesis import strategies as st
 from dnslib import EDNS0, QTYPE, RCODE, DNSRecord
 
 from bootstrap.dns import Authority, Responder, parse_upstream
+from bootstrap.plan import compile_plan
 from bootstrap.render.dnszone import zones
+from bootstrap.zone import load_zone
+
+ZONE_10K = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "zone-10k.yml")
 
 
 @pytest.fixture(scope="module")
@@ -165,3 +170,15 @@ def test_mutated_good_queries_never_raise(lab_plan, tail):
     data = good[:12] + bytes(a ^ b for a, b in zip(good[12:], tail)) + tail[len(good) - 12:]
     reply, _ = Responder(lab_plan).answer(data)
     assert reply is None or reply[:2] == good[:2]
+
+
+def test_the_10k_zone_answers_its_last_pod_both_ways():
+    plan = compile_plan(load_zone(ZONE_10K))
+    authority = Authority(plan)
+    last = [n for n in plan.servers() if n.pod == "p250"][-1]
+    assert authority.lookup(last.fqdn, "A").answer == [(last.fqdn, "A", last.address)]
+    rev = ".".join(reversed(last.address.split("."))) + ".in-addr.arpa"
+    assert authority.lookup(rev, "PTR").answer == [(rev, "PTR", last.fqdn)]
+    records = [r for zone in zones(plan).values() for r in zone.records]
+    for name, rtype, value in records[::997]:
+        assert (name, rtype, value) in authority.lookup(name, rtype).answer
