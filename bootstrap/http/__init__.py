@@ -35,7 +35,7 @@ def create_app(plan, store, config: dict | None = None) -> Flask:
     app.add_template_filter(shlex.quote, "shquote")
     if settings["TRUST_X_FORWARDED_FOR"]:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1)
-    app.extensions["zone"] = HttpService(plan, store, app.config)
+    app.extensions["zone"] = HttpService(plan, store, app.config, app.jinja_env)
     problems.init_app(app)
     metrics.init_app(app)
     for blueprint in BLUEPRINTS:

@@ -11,29 +11,33 @@ from __future__ import annotations
 from flask import Blueprint, request
 
 from .identify import identify
-from .service import advance, client_address, current, text
+from .service import HttpService, client_address, current, move, text
 
 bp = Blueprint("boot", __name__)
 DONE = ("installed", "configured", "ready")  # already installed: boot from disk
 SELF = ("mac", "uuid", "serial")
 
 
+def script(svc: HttpService, address: str | None, args) -> str:
+    """The iPXE script for whoever asks from ``address`` with query ``args``, recording
+    what it answered; the one body of both the Flask view and :mod:`.lean`."""
+    node, how = identify(svc.plan, svc.store, address, args)
+    if node is None:
+        said = {k: args[k][:64] for k in SELF if args.get(k)}
+        svc.event("ipxe-unknown", None, address=address, **said)
+        return svc.render_planned("ipxe-unknown.ipxe")
+    if node.kind != "server" or node.image is None:
+        svc.event("ipxe-no-image", node.name, address=address, by=how)
+        return svc.render_planned("ipxe-local.ipxe", node, reason="no boot image in its role")
+    state = svc.state(node.name)
+    if state in DONE:
+        svc.event("ipxe-local-boot", node.name, address=address, by=how, state=state)
+        return svc.render_planned("ipxe-local.ipxe", node, reason=f"already {state}")
+    svc.event("ipxe-script", node.name, address=address, by=how, image=node.image)
+    move(svc, node, state, "booting", by=how)
+    return svc.render_planned("ipxe.ipxe", node)
+
+
 @bp.get("/boot/ipxe")
 def ipxe():
-    svc = current()
-    node, how = identify(svc.plan, svc.store, client_address(), request.args)
-    if node is None:
-        said = {k: request.args[k][:64] for k in SELF if request.args.get(k)}
-        svc.event("ipxe-unknown", None, **said)
-        return text(svc.render_planned("ipxe-unknown.ipxe"))
-    record = svc.record(node.name)
-    state = record["state"] if record else "planned"
-    if node.kind != "server" or node.image is None:
-        svc.event("ipxe-no-image", node.name, by=how)
-        return text(svc.render("ipxe-local.ipxe", node, record, reason="no boot image in its role"))
-    if state in DONE:
-        svc.event("ipxe-local-boot", node.name, by=how, state=state)
-        return text(svc.render("ipxe-local.ipxe", node, record, reason=f"already {state}"))
-    svc.event("ipxe-script", node.name, by=how, image=node.image)
-    advance(svc, node, record, "booting", by=how)
-    return text(svc.render_planned("ipxe.ipxe", node))
+    return text(script(current(), client_address(), request.args))

@@ -12,7 +12,7 @@ import threading
 import time
 from collections import OrderedDict
 
-from flask import current_app, make_response, render_template, request
+from flask import current_app, make_response, request
 
 from ..plan import Node, Plan
 from ..state import EventWriter, Store, legal
@@ -95,13 +95,13 @@ class EventSink:
 class HttpService:
     """The plan, the store, settings and secrets of one app, and helpers over them."""
 
-    def __init__(self, plan: Plan, store, settings: dict):
-        self.plan, self.store, self.settings = plan, store, settings
+    def __init__(self, plan: Plan, store, settings: dict, jinja):
+        self.plan, self.store, self.settings, self.jinja = plan, store, settings, jinja
         self.base_url = (settings["PUBLIC_URL"] or plan.zone.controller_url).rstrip("/")
         self.files_root = settings["FILES_ROOT"] or plan.zone.base_dir
         self.secret = node_secret(settings, store.path)
         self.api_token = api_token(settings)
-        self.rendered: dict = {}  # (template, node name) → text, for plan-only templates
+        self.rendered: dict = {}  # (template, node name, extras) → text, plan-only templates
         self.throttle = Throttle(float(settings["EVENT_THROTTLE_SECONDS"]))
         self.events = EventSink(store, bool(settings["EVENT_BATCH"]))
 
@@ -123,19 +123,28 @@ class HttpService:
     def record(self, name: str) -> dict | None:
         return self.store.node(name)
 
+    def state(self, name: str) -> str | None:
+        """The node's state alone, for paths that need no more: one indexed read."""
+        with self.store.lock:  # as Store's own reads: its connection is shared by threads
+            row = self.store.db.execute("SELECT state FROM nodes WHERE name = ?",
+                                        (name,)).fetchone()
+        return row[0] if row else None
+
     def context(self, node: Node | None = None, record: dict | None = None, **extra) -> dict:
         return build_context(self.plan, self.settings, self.base_url, node, record, **extra)
 
     def render(self, template: str, node: Node | None = None, record: dict | None = None,
                **extra) -> str:
-        return render_template(template, **self.context(node, record, **extra))
+        # The app's Jinja environment without Flask's request globals (no template uses
+        # them), so a script renders outside a request too (the lean path, warming).
+        return self.jinja.get_template(template).render(self.context(node, record, **extra))
 
-    def render_planned(self, template: str, node: Node | None = None) -> str:
-        """A template that reads only the plan and settings: rendered once per node."""
-        key = (template, node.name if node else None)
+    def render_planned(self, template: str, node: Node | None = None, **extra) -> str:
+        """A template that reads only the plan, settings and ``extra`` (text): rendered once."""
+        key = (template, node.name if node else None, *sorted(extra.items()))
         text = self.rendered.get(key)
         if text is None:
-            text = self.rendered[key] = self.render(template, node)
+            text = self.rendered[key] = self.render(template, node, **extra)
         return text
 
 
@@ -150,7 +159,12 @@ def client_address() -> str | None:
 
 def advance(svc: HttpService, node: Node, record: dict | None, state: str, **detail) -> bool:
     """Move the node forward to ``state`` when that is a legal move; never backwards."""
-    if record is None or not legal(node.kind, record["state"], state):
+    return move(svc, node, record["state"] if record else None, state, **detail)
+
+
+def move(svc: HttpService, node: Node, current: str | None, state: str, **detail) -> bool:
+    """:func:`advance` from a state already read (``None``: the node is not stored)."""
+    if current is None or not legal(node.kind, current, state):
         return False
     return svc.store.transition(node.name, state, source=SOURCE, **detail)
 
