@@ -201,3 +201,35 @@ def test_serve_forever_on_a_caller_thread_returns_after_stop(tmp_path):
     svc.stop()
     runner.join(timeout=10)
     assert not runner.is_alive()
+
+
+def test_a_lost_block_is_sent_again_and_the_transfer_completes(tmp_path):
+    """A hand-driven client that ignores block 3 once: the service must resend it."""
+    svc = TftpService(IPXE, str(tmp_path / "cache"), None, "127.0.0.1", 0, timeout=0.5).start()
+    got, blocks_seen = bytearray(), []
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(5)
+            sock.sendto(rrq(b"undionly.kpxe", blksize=1024), ("127.0.0.1", svc.port))
+            expected, dropped = 0, False
+            while True:
+                packet, server = sock.recvfrom(65536)
+                opcode, block = struct.unpack("!HH", packet[:4])
+                blocks_seen.append(block)
+                if opcode == 6:                     # OACK: acknowledge with block 0
+                    sock.sendto(struct.pack("!HH", 4, 0), server)
+                    expected = 1
+                    continue
+                assert opcode == 3 and block == expected
+                if block == 3 and not dropped:
+                    dropped = True                  # "lose" it: no ACK, wait for the resend
+                    continue
+                got += packet[4:]
+                sock.sendto(struct.pack("!HH", 4, block), server)
+                expected += 1
+                if len(packet) - 4 < 1024:
+                    break
+    finally:
+        svc.stop()
+    assert bytes(got) == read(UNDIONLY)
+    assert blocks_seen.count(3) == 2
