@@ -14,6 +14,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import api, boot, cloudinit, files, health, metrics, phonehome, problems, status, ztp
 from .identify import node_token
+from .lean import LeanBoot
 from .service import HttpService
 from .settings import DEFAULTS
 
@@ -33,9 +34,11 @@ def create_app(plan, store, config: dict | None = None) -> Flask:
                              lstrip_blocks=True, keep_trailing_newline=True)
     app.config.update(settings, MAX_CONTENT_LENGTH=MAX_BODY)
     app.add_template_filter(shlex.quote, "shquote")
-    if settings["TRUST_X_FORWARDED_FOR"]:
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1)
     app.extensions["zone"] = HttpService(plan, store, app.config, app.jinja_env)
+    if settings["LEAN_BOOT"]:
+        app.wsgi_app = LeanBoot(app)
+    if settings["TRUST_X_FORWARDED_FOR"]:  # outermost: the lean path sees the client too
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1)
     problems.init_app(app)
     metrics.init_app(app)
     for blueprint in BLUEPRINTS:

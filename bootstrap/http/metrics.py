@@ -92,9 +92,12 @@ def metrics():
                     content_type=CONTENT_TYPE_LATEST)
 
 
+def count(endpoint: str, status: int) -> None:
+    shared.HTTP_REQUESTS.labels(endpoint=endpoint, status=str(status)).inc()
+
+
 def count_request(response):
-    rule = request.url_rule.rule if request.url_rule else "unmatched"
-    shared.HTTP_REQUESTS.labels(endpoint=rule, status=str(response.status_code)).inc()
+    count(request.url_rule.rule if request.url_rule else "unmatched", response.status_code)
     return response
 
 

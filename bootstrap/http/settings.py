@@ -31,6 +31,7 @@ DEFAULTS = {
     "STATUS_REFRESH_SECONDS": 2,
     "TEMPLATES_DIR": REPO_TEMPLATES,
     "EVENT_THROTTLE_SECONDS": 30,     # refusals/unknowns: one event per client and window
+    "LEAN_BOOT": True,                # plain GET /boot/ipxe answered in front of Flask
     "EVENT_BATCH": False,             # True in gunicorn workers: events written by a thread
     "PARENT_METRICS_URL": None,       # set by HttpServer: the zone serve process's metrics
 }
