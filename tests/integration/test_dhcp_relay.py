@@ -8,6 +8,7 @@ Topology (every piece a network namespace of this test, veths only between them)
      ├─ lom   up 10.17.0.103; swp3: 10.16.1.1 (pod gateway on lom)     dhcrelay → giaddr 10.16.1.1
      ├─ core1 up 10.17.0.104; swp1: 10.15.0.2 (core-1, the ToR's uplink)
      ├─ torm  up 10.17.0.105; swp48: 10.15.1.1 (mgmt gateway, the LoM switch's uplink)
+     ├─ stray up 10.17.0.106; swp3: 10.99.0.1 (a relay outside the zone: not trusted)
      └─ rogue (a client straight on the server's segment)
     each client namespace: eth0 ↔ one relay port swpN
 
@@ -41,6 +42,7 @@ SWITCHES = {
     "lom": ("10.17.0.103", "10.16.1.1/24", ("swp3",)),
     "core1": ("10.17.0.104", "10.15.0.2/24", ("swp1",)),    # core-1's own address: ToR ZTP
     "torm": ("10.17.0.105", "10.15.1.1/24", ("swp48",)),   # mgmt gateway: the LoM switch
+    "stray": ("10.17.0.106", "10.99.0.1/24", ("swp3",)),   # a relay the zone does not know
 }
 CLEAN_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C"}
 
@@ -122,6 +124,7 @@ class Topology:
         self.srv.route("10.16.1.0/24", "via", "10.17.0.103")
         self.srv.route("10.15.0.2/32", "via", "10.17.0.104")
         self.srv.route("10.15.1.0/24", "via", "10.17.0.105")
+        self.srv.route("10.99.0.0/24", "via", "10.17.0.106")
         with self.srv.entered():
             self.server = DhcpServer(plan, "0.0.0.0", server_id=SERVER, events=writer,
                                      http_base_url=CONTROLLER)
@@ -322,6 +325,14 @@ def test_client_sending_its_own_option_82_without_relay_gets_nothing(net):
     assert [e for e, _ in client.records() if e == "bound"] == []
     assert wait_event(net, "untrusted-relay", giaddr="0.0.0.0") is not None
     assert DHCP_ANSWERS.labels(type="drop:untrusted-relay")._value.get() > before
+
+
+def test_relay_outside_the_zone_is_not_believed(net):
+    client = net.client("stray", "swp3")
+    result = client.udhcpc("-t", "2")
+    assert result.returncode != 0
+    assert [e for e, _ in client.records() if e == "bound"] == []
+    assert wait_event(net, "untrusted-relay", giaddr="10.99.0.1") is not None
 
 
 def test_relay_overwrites_a_forged_option_82(net):
