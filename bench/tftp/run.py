@@ -4,7 +4,8 @@
 Each round starts N ``curl tftp://…`` processes at once against one server and times
 until the last has finished; every fetched copy is compared with the source file.
 Rounds alternate between the servers; prints the median wall time of each and the
-ratio tftpd-hpa time / our time (goal ≥ 1.0: we are at least as fast). Bench only:
+ratio tftpd-hpa time / our time (goal ≥ 1.0: we are at least as fast), and the CPU
+our server spent per round (steadier than wall time on a shared machine). Bench only:
 not a test.
 
     python3 bench/tftp/run.py [--clients 100] [--rounds 5] [--blksize 512] [--workers 2]
@@ -63,6 +64,13 @@ def start_hpa(port: int):
     return proc
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one process (all its threads)."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return sum(int(v) for v in fields[11:13]) / os.sysconf("SC_CLK_TCK")
+
+
 def fetch_round(port: int, name: str, clients: int, blksize: int, folder: str) -> float:
     """Seconds for ``clients`` concurrent curl fetches; raises if any copy differs."""
     outs = [os.path.join(folder, f"{port}-{i}") for i in range(clients)]
@@ -93,14 +101,17 @@ def main() -> None:
     ours_port, hpa_port = free_port(), free_port()
     servers = [start_ours(ours_port, os.path.join(folder, "cache"), args.workers), start_hpa(hpa_port)]
     times = {"ours": [], "tftpd-hpa": []}
+    cpu = []            # ours only: tftpd-hpa's forked children are not accounted to it
+    targets = {"ours": (ours_port, servers[0].pid), "tftpd-hpa": (hpa_port, servers[1].pid)}
     try:
-        fetch_round(ours_port, args.file, 1, args.blksize, folder)          # warm both
-        fetch_round(hpa_port, args.file, 1, args.blksize, folder)
+        for port, _ in targets.values():                                   # warm both
+            fetch_round(port, args.file, 1, args.blksize, folder)
         for _ in range(args.rounds):
-            times["ours"].append(fetch_round(ours_port, args.file, args.clients,
-                                             args.blksize, folder))
-            times["tftpd-hpa"].append(fetch_round(hpa_port, args.file, args.clients,
-                                                  args.blksize, folder))
+            for name, (port, pid) in targets.items():
+                before = cpu_seconds(pid)
+                times[name].append(fetch_round(port, args.file, args.clients, args.blksize, folder))
+                if name == "ours":
+                    cpu.append(cpu_seconds(pid) - before)
     finally:
         for proc in servers:
             proc.send_signal(signal.SIGTERM)
@@ -109,6 +120,7 @@ def main() -> None:
     med = {k: statistics.median(v) for k, v in times.items()}
     for name, values in times.items():
         print(f"{name:10s} median {med[name]:.2f} s  rounds " + " ".join(f"{v:.2f}" for v in values))
+    print(f"our server's CPU per round (median): {statistics.median(cpu):.2f} s")
     print(f"{args.clients} concurrent fetches of {args.file}, blksize {args.blksize}")
     print(f"ratio tftpd-hpa time / our time: {med['tftpd-hpa'] / med['ours']:.2f}  (goal >= 1.0)")
 
