@@ -15,7 +15,7 @@ import threading
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
-from .errors import InputError
+from .errors import InputError, WorkError
 from .plan import Plan, compile_plan
 from .state import EventWriter, Store
 from .zone import Zone
@@ -89,6 +89,9 @@ class Services:
         except OSError as exc:
             self.stop()
             raise InputError(f"cannot open a service socket: {exc}") from None
+        except Exception as exc:  # a service that cannot start stops the others cleanly
+            self.stop()
+            raise WorkError(f"a service failed to start: {exc!r}") from exc
 
     def _guard(self, name: str, run) -> None:
         try:

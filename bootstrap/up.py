@@ -68,6 +68,7 @@ class Steps:
     configure: Callable[[str], None] | None = None  # pod → Ansible
     switch_wait: float = 0.0                        # seconds to wait for switch ZTP
     install_wait: float = 1800.0                    # seconds to wait for installs
+    straggler_wait: float = 120.0                   # then, for the rest still booting
     poll: float = 0.5
     stop: threading.Event = field(default_factory=threading.Event)
 
@@ -86,8 +87,7 @@ class PodFlow:
                 if s != "failed" and order.index(s) >= order.index(state)]
 
     def phase(self, state: str) -> None:
-        pod = next(p for p in self.store.pods() if p["name"] == self.pod)
-        if pod["state"] != state:
+        if self.pod_state() != state:
             self.store.set_pod(self.pod, state)
             self.store.event("pod", None, "up", pod=self.pod, state=state)
 
@@ -110,7 +110,7 @@ class PodFlow:
             return "failed"
 
     def _run(self) -> str:
-        if next(p for p in self.store.pods() if p["name"] == self.pod)["state"] == "ready":
+        if self.settled("configured" if self.steps.configure else "installed"):
             return "ready"
         switches = list(self.states("switch"))
         self.phase("switches")
@@ -129,10 +129,22 @@ class PodFlow:
                 return "stopped"
             raise RuntimeError(f"only {len(self.at_least('server', 'installed'))} of "
                                f"{len(self.servers)} servers installed; {need} needed")
+        # Enough are up; stragglers still booting get a bounded grace to join this round.
+        self.wait(lambda: self.settled("installed", pod_ready=False), self.steps.straggler_wait)
         self.phase("configuring")
         if self.steps.configure and len(self.at_least("server", "configured")) < len(self.servers):
             self.steps.configure(self.pod)
         return self.finish()
+
+    def pod_state(self) -> str:
+        return next(p for p in self.store.pods() if p["name"] == self.pod)["state"]
+
+    def settled(self, state: str, pod_ready: bool = True) -> bool:
+        """Every server is at ``state`` or beyond, or failed (and the pod is ready)."""
+        if pod_ready and self.pod_state() != "ready":
+            return False
+        states, done = self.states("server"), set(self.at_least("server", state))
+        return all(name in done or states[name] == "failed" for name in self.servers)
 
     def min_ready(self) -> int:
         share = self.plan.zone.up.min_ready

@@ -29,7 +29,10 @@ def register(sub) -> None:
                    help="firmware updates in flight at once")
     p.add_argument("--switch-wait", type=float, default=0.0, metavar="S",
                    help="seconds to wait for switches to finish ZTP before the BMCs")
-    p.add_argument("--install-wait", type=float, default=1800.0, metavar="S")
+    p.add_argument("--install-wait", type=float, default=1800.0, metavar="S",
+                   help="seconds to wait for the pod's min_ready share of installs")
+    p.add_argument("--straggler-wait", type=float, default=120.0, metavar="S",
+                   help="then seconds more for servers still booting")
     p.add_argument("--no-configure", action="store_true", help="stop at installed (no Ansible)")
     p.add_argument("--insecure", action="store_true", help="do not verify BMC TLS certificates")
     p.add_argument("--keep-lab", action="store_true", help=argparse_hidden())
@@ -61,7 +64,8 @@ def cmd_up(args) -> int:
     try:
         steps = Steps(bmcs=bmc_step(plan, store, args), stop=stop,
                       configure=None if args.no_configure else configure_step(plan, store, args),
-                      switch_wait=args.switch_wait, install_wait=args.install_wait)
+                      switch_wait=args.switch_wait, install_wait=args.install_wait,
+                      straggler_wait=args.straggler_wait)
         return _drive(args, plan, store, pods, steps)
     finally:
         if services:
@@ -98,11 +102,16 @@ def _up_lab(args, plan, store, pods, stop) -> int:
     try:
         lab.start_services(os.path.abspath(args.zone), store.path)
         lab.enter_controller()
+        lab.start_bmcs()
+        for node in store.nodes(pod=pods[0], kind="server"):
+            if node["state"] == "booting":  # resumed: it was booting when we stopped
+                lab.boot(node["name"])
         print(f"lab {lab.prefix}: status page: sudo ip netns exec {lab.ctl} "
               f"curl {plan.zone.controller_url}/ ; logs in {workdir}", flush=True)
         steps = Steps(bmcs=bmc_step(plan, store, args, lab=lab), stop=stop,
                       configure=None if args.no_configure else configure_step(plan, store, args, lab.inventories()),
-                      switch_wait=args.switch_wait, install_wait=args.install_wait)
+                      switch_wait=args.switch_wait, install_wait=args.install_wait,
+                      straggler_wait=args.straggler_wait)
         return _drive(args, plan, store, pods, steps)
     finally:
         lab.close()

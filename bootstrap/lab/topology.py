@@ -15,6 +15,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -23,7 +24,7 @@ import time
 
 from ..errors import InputError, WorkError
 from ..plan import Plan
-from .netns import Netns, enter, ip, run_in
+from .netns import Netns, enter, ip, leftovers, reap, run_in
 
 log = logging.getLogger("bootstrap.lab")
 AGENT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "agent.sh")
@@ -38,13 +39,28 @@ def check_host() -> None:
         raise InputError(f"--lab needs {', '.join(missing)}: run `sudo bash .ci/install`")
 
 
+_LAB_NS = re.compile(r"^zl(\d+)-")
+
+
+def reap_stale() -> list[str]:
+    """Namespaces (and their processes) of labs whose ``zone up`` died without cleaning up,
+    e.g. by SIGKILL: their creator's pid is in the name."""
+    reaped = []
+    for name in leftovers("zl"):
+        m = _LAB_NS.match(name)
+        if m and not os.path.exists(f"/proc/{m.group(1)}"):
+            reap(name)
+            reaped.append(name)
+    return reaped
+
+
 class Lab:
     def __init__(self, plan: Plan, pod: str, workdir: str, prefix: str | None = None,
                  vm_units=()):
         self.plan, self.pod, self.workdir = plan, pod, workdir
         self.vm_units = set(vm_units)
         self.vms: dict = {}
-        self.prefix = prefix or f"zl{os.getpid() % 100000}"
+        self.prefix = prefix or f"zl{os.getpid()}"
         self.netns = Netns(self.prefix)
         self.procs: list[subprocess.Popen] = []
         self.agents: dict[str, subprocess.Popen] = {}
@@ -62,6 +78,7 @@ class Lab:
 
     def build(self) -> None:
         check_host()
+        reap_stale()
         try:
             self._namespaces()
         except subprocess.CalledProcessError as exc:
@@ -114,6 +131,20 @@ class Lab:
                    log_name="dhcrelay")
         self.wait_http()
 
+    def start_bmcs(self) -> None:
+        """One sushy emulator (with the realistic UpdateService) plays every unit's BMC,
+        where the zone's ``redfish.url`` points: the controller namespace's loopback."""
+        from .bmc_emulator import Emulator
+
+        self.emulator = Emulator.for_zone(self.plan.zone, self.plan,
+                                          os.path.join(self.workdir, "bmcs"), pod=self.pod,
+                                          extension=True, task_seconds=1.0)
+        self.emulator.start()
+
+    def inventories(self) -> tuple:
+        """Extra inventory sources for Ansible against the lab's servers."""
+        return ()
+
     def wait_http(self, seconds: float = 30) -> None:
         url = f"{self.plan.zone.controller_url}/healthz"
         deadline = time.monotonic() + seconds
@@ -148,6 +179,8 @@ class Lab:
     # --- teardown ----------------------------------------------------------------
 
     def close(self) -> None:
+        if getattr(self, "emulator", None) is not None:
+            self.emulator.stop()
         for vm in self.vms.values():
             vm.stop()
         for proc in self.procs:

@@ -27,7 +27,8 @@ def simulate_pod(plan, store, pod, fail=()):
             else:
                 store.transition(node.name, "configured", source="ansible")
 
-    return Steps(bmcs=bmcs, configure=configure, switch_wait=0, install_wait=10, poll=0.01)
+    return Steps(bmcs=bmcs, configure=configure, switch_wait=0, install_wait=10,
+                 straggler_wait=0.2, poll=0.01)
 
 
 def test_reduce_maps_facts_to_transitions(lab_plan):
