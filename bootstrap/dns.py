@@ -304,6 +304,8 @@ class DnsService:
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="dns-forward")
         self._stopping = threading.Event()
         self._done = threading.Event()
+        self._lock = threading.Lock()      # serving starts, or stop wins: never half of both
+        self._serving = False
         self.udp, self.tcp = _bind_pair(bind, port, self)
         self.port = self.udp.getsockname()[1]
 
@@ -322,11 +324,13 @@ class DnsService:
 
     def serve_forever(self) -> None:
         """Serve TCP on a thread and UDP on this one until :meth:`stop`."""
-        if self._stopping.is_set():
-            return
+        with self._lock:
+            if self._stopping.is_set():
+                return
+            self._serving = True
+            self._spawn(self.tcp.serve_forever, "dns-tcp")
         log.info("dns: authoritative for %s on %s:%d (forward=%s)",
                  ", ".join(self.authority.zones), self.bind, self.port, self.responder.forward)
-        self._spawn(self.tcp.serve_forever, "dns-tcp")
         try:
             self._serve_udp()
         finally:
@@ -339,10 +343,11 @@ class DnsService:
 
     def stop(self) -> None:
         """Stop serving and close every socket; idempotent."""
-        if self._stopping.is_set():
-            return
-        self._stopping.set()
-        if self._threads:
+        with self._lock:
+            if self._stopping.is_set():
+                return
+            self._stopping.set()
+        if self._serving:
             self.udp.sendto(b"", self.udp.getsockname())      # wake the UDP loop
             self.tcp.shutdown()
             self._done.wait(timeout=5)

@@ -437,6 +437,7 @@ class TftpService:
         self._loops: list[_Transfers] = []
         self._turn = 0
         self._stopping = threading.Event()
+        self._lock = threading.Lock()      # serving starts, or stop wins: never half of both
         self._serving = False
         self._thread: threading.Thread | None = None
         # tftpy looks a name up under its root before asking us; an empty directory
@@ -447,16 +448,16 @@ class TftpService:
 
     def start(self) -> "TftpService":
         """Serve in a daemon thread."""
-        self._serving = True
         self._thread = threading.Thread(target=self.serve_forever, name="tftp", daemon=True)
         self._thread.start()
         return self
 
     def stop(self) -> None:
         """End the loops and close every socket; idempotent."""
-        if self._stopping.is_set():
-            return
-        self._stopping.set()
+        with self._lock:
+            if self._stopping.is_set():
+                return
+            self._stopping.set()
         if not self._serving:
             self._close()
             return
@@ -465,8 +466,12 @@ class TftpService:
             self._thread.join(timeout=5)
 
     def serve_forever(self) -> None:
+        """Run the request loop in this thread until :meth:`stop`."""
+        with self._lock:
+            if self._stopping.is_set():
+                return                  # stopped before it began: stop() closed everything
+            self._serving = True
         log.info("tftp: serving %s on %s:%d", self.root, *self.sock.getsockname())
-        self._serving = True
         self._loops = [_Transfers(f"tftp-transfers-{i}", self._active)
                        for i in range(self.workers)]
         try:

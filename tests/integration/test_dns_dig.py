@@ -195,3 +195,14 @@ def test_a_taken_port_fails_in_the_constructor(lab_plan):
         taken.bind(("127.0.0.1", 0))
         with pytest.raises(OSError):
             DnsService(lab_plan, "127.0.0.1", taken.getsockname()[1])
+
+
+def test_stop_right_after_start_or_before_serving_returns(lab_plan):
+    for begin in (lambda s: s.start(), lambda s: None):
+        service = DnsService(lab_plan, "127.0.0.1", 0)
+        begin(service)
+        done = threading.Thread(target=service.stop)
+        done.start()
+        done.join(timeout=10)
+        assert not done.is_alive()
+        assert service.udp.fileno() == -1

@@ -233,3 +233,16 @@ def test_a_lost_block_is_sent_again_and_the_transfer_completes(tmp_path):
         svc.stop()
     assert bytes(got) == read(UNDIONLY)
     assert blocks_seen.count(3) == 2
+
+
+def test_stop_right_after_start_or_before_serving_returns(tmp_path):
+    for begin in (lambda s: s.start(), lambda s: None):
+        svc = TftpService(IPXE, str(tmp_path / "cache"), None, "127.0.0.1", 0)
+        begin(svc)
+        done = threading.Thread(target=svc.stop)
+        done.start()
+        done.join(timeout=10)
+        assert not done.is_alive()
+        if svc._thread is not None:
+            svc._thread.join(timeout=10)
+        assert svc.sock.fileno() == -1
