@@ -176,7 +176,9 @@ def test_write_requests_are_refused_and_nothing_is_written(service, tmp_path):
 
 def test_malformed_datagrams_do_not_stop_the_server(service, tmp_path):
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        for junk in (b"", b"\x00", b"\x00\x01no-terminator", b"\x00\x09xx\0yy\0", b"\xff" * 600):
+        for junk in (b"", b"\x00", b"\x00\x01no-terminator", b"\x00\x09xx\0yy\0", b"\xff" * 600,
+                     rrq(b"undionly.kpxe", blksize="many"), rrq(b"\xff\xfe"),
+                     b"\x00\x01a\0octet\0blksize\0"):
             sock.sendto(junk, ("127.0.0.1", service.port))
     out = tmp_path / "after"
     assert curl(service, "undionly.kpxe", out).returncode == 0
