@@ -368,8 +368,11 @@ class _Transfers:
         except TftpTimeoutExpectACK:
             ctx.timeout_expectACK = True
         except (TftpException, OSError) as exc:
-            log.info("tftp: %s:%d: transfer of %s failed: %s", *client, ctx.file_to_transfer, exc)
-            self._end(client, "error")
+            # PXE firmware often asks for tsize, then aborts with an ERROR and asks again.
+            aborted = str(exc).startswith("Received ERR packet from peer")
+            log.info("tftp: %s:%d: transfer of %s %s: %s", *client, ctx.file_to_transfer,
+                     "aborted by the client" if aborted else "failed", exc)
+            self._end(client, "client_abort" if aborted else "error")
             return
         if ctx.state is None:
             self._end(client, "ok")

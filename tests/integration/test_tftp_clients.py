@@ -17,6 +17,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from prometheus_client import REGISTRY
 
 from bootstrap.tftp import TftpService
 
@@ -248,3 +249,24 @@ def test_stop_right_after_start_or_before_serving_returns(tmp_path):
         if svc._thread is not None:
             svc._thread.join(timeout=10)
         assert svc.sock.fileno() == -1
+
+
+def test_a_tsize_probe_aborted_by_the_client_then_the_real_fetch(service, tmp_path):
+    """What PXE firmware does: ask with tsize, abort after the OACK, ask again."""
+    def aborted():
+        return REGISTRY.get_sample_value("zone_tftp_transfers_total",
+                                         {"result": "client_abort"}) or 0
+    before = aborted()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(5)
+        sock.sendto(rrq(b"ipxe.efi", tsize=0, blksize=1468), ("127.0.0.1", service.port))
+        oack, server = sock.recvfrom(65536)
+        assert oack[:2] == b"\x00\x06"
+        sock.sendto(struct.pack("!HH", 5, 8) + b"tsize only\0", server)
+    deadline = time.monotonic() + 5
+    while aborted() == before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert aborted() == before + 1
+    out = tmp_path / "ipxe.efi"
+    assert curl(service, "ipxe.efi", out, "--tftp-blksize", "1468").returncode == 0
+    assert read(out) == read(os.path.join(IPXE, "ipxe.efi"))
