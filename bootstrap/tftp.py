@@ -18,7 +18,6 @@ import io
 import logging
 import os
 import selectors
-import shutil
 import socket
 import struct
 import tempfile
@@ -64,15 +63,17 @@ MAX_DATAGRAM = 65536
 def clean_name(raw: str) -> str | None:
     """The relative path a request names, or None when it must be refused.
 
-    PXE firmware sends both ``undionly.kpxe`` and ``/undionly.kpxe``; any ``..``, empty,
-    ``.`` or backslash component, or a control character, is refused outright rather
-    than normalised, so a name can never climb out of the root or the cache.
+    PXE firmware sends both ``undionly.kpxe`` and ``/undionly.kpxe``; an empty component,
+    one starting with a dot (``..``, ``.``, hidden files, the cache's own ``.fetch-*``
+    downloads in progress and ``.root``), a backslash or a control character is refused
+    outright rather than normalised, so a name can never climb out of the root or the
+    cache nor see half a download.
     """
     name = raw.lstrip("/")
     if not name or any(ord(c) < 0x20 or c in "\\\x7f" for c in name):
         return None
     parts = name.split("/")
-    if any(part in ("", ".", "..") for part in parts):
+    if any(not part or part.startswith(".") for part in parts):
         return None
     return "/".join(parts)
 
@@ -444,8 +445,10 @@ class TftpService:
         self._serving = False
         self._thread: threading.Thread | None = None
         # tftpy looks a name up under its root before asking us; an empty directory
-        # makes every lookup come to FileSource, the one place that decides.
-        self._empty_root = tempfile.mkdtemp(prefix="zone-tftp-root-")
+        # (a dot name, which no request can reach) makes every lookup come to
+        # FileSource, the one place that decides.
+        self._empty_root = os.path.join(self.cache_dir, ".root")
+        os.makedirs(self._empty_root, exist_ok=True)
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -491,7 +494,6 @@ class TftpService:
         self._selector.close()
         self._waker.close()
         self.sock.close()
-        shutil.rmtree(self._empty_root, ignore_errors=True)
 
     # -- requests ----------------------------------------------------------
 

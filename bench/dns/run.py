@@ -59,6 +59,7 @@ remote-control:
 
 OURS = """
 import signal, sys
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})  # for sigwait, in every thread
 from bootstrap.dns import DnsService
 from bootstrap.plan import compile_plan
 from bootstrap.zone import load_zone

@@ -34,6 +34,7 @@ IPXE = "/usr/lib/ipxe"
 
 OURS = """
 import signal, sys
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})  # for sigwait, in every thread
 from bootstrap.tftp import TftpService
 service = TftpService(sys.argv[1], sys.argv[2], None, "127.0.0.1", int(sys.argv[3]),
                       workers=int(sys.argv[4])).start()
