@@ -58,7 +58,8 @@ class Lab:
     def __init__(self, plan: Plan, pod: str, workdir: str, prefix: str | None = None,
                  vm_units=()):
         self.plan, self.pod, self.workdir = plan, pod, workdir
-        self.vm_units = set(vm_units)
+        # unit → "bios" | "uefi": those units are QEMU guests instead of boot agents
+        self.vm_units = vm_units if isinstance(vm_units, dict) else dict.fromkeys(vm_units, "bios")
         self.vms: dict = {}
         self.prefix = prefix or f"zl{os.getpid()}"
         self.netns = Netns(self.prefix)
@@ -109,7 +110,8 @@ class Lab:
 
         mac = "52:54:00:%02x:%02x:%02x" % (node.pod_index & 0xFF, node.unit >> 8, node.unit & 0xFF)
         return Vm(self.tor, port, self.workdir, serial=f"LAB-{node.name}",
-                  uuid=f"00000000-0000-4000-8000-{node.pod_index:04d}{node.unit:08d}", mac=mac)
+                  uuid=f"00000000-0000-4000-8000-{node.pod_index:04d}{node.unit:08d}", mac=mac,
+                  firmware=self.vm_units[node.unit])
 
     def enter_controller(self) -> None:
         """Run the rest of this process (Redfish, HTTP clients) inside the ctl namespace."""

@@ -107,17 +107,34 @@ def accel() -> str:
     return "kvm" if usable else "tcg"
 
 
+OVMF_CODE, OVMF_VARS = "/usr/share/OVMF/OVMF_CODE.fd", "/usr/share/OVMF/OVMF_VARS.fd"
+
+
+def firmware_args(firmware: str, workdir: str, port: str, mac: str) -> list:
+    """BIOS: SeaBIOS runs the NIC's iPXE ROM. UEFI: OVMF's own PXE (the NIC's ROM
+    emptied), which fetches ``ipxe.efi`` over TFTP first — the path that needs TFTP."""
+    nic = f"virtio-net-pci,netdev=n0,mac={mac}"
+    if firmware == "bios":
+        return ["-machine", f"pc,accel={accel()}", "-device", nic]
+    variables = os.path.join(workdir, f"ovmf-vars-{port}.fd")
+    shutil.copy(OVMF_VARS, variables)
+    return ["-machine", f"q35,accel={accel()}",
+            "-drive", f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}",
+            "-drive", f"if=pflash,format=raw,file={variables}", "-device", f"{nic},romfile="]
+
+
 class Vm:
     """One QEMU guest whose NIC is the tap ``port`` in namespace ``ns``, started paused."""
 
-    def __init__(self, ns: str, port: str, workdir: str, serial: str, uuid: str, mac: str):
+    def __init__(self, ns: str, port: str, workdir: str, serial: str, uuid: str, mac: str,
+                 firmware: str = "bios"):
         self.ns, self.port, self.workdir = ns, port, workdir
         self.monitor = os.path.join(workdir, f"qemu-{port}.mon")
         self.console = os.path.join(workdir, f"qemu-{port}.console")
-        cmd = ["ip", "netns", "exec", ns, "qemu-system-x86_64", "-machine", f"pc,accel={accel()}",
+        cmd = ["ip", "netns", "exec", ns, "qemu-system-x86_64",
+               *firmware_args(firmware, workdir, port, mac),
                "-m", "256", "-nographic", "-nodefaults", "-serial", f"file:{self.console}",
-               "-netdev", f"tap,id=n0,ifname={port},script=no,downscript=no",
-               "-device", f"virtio-net-pci,netdev=n0,mac={mac}", "-boot", "n",
+               "-netdev", f"tap,id=n0,ifname={port},script=no,downscript=no", "-boot", "n",
                "-smbios", f"type=1,serial={serial}", "-uuid", uuid,
                "-monitor", f"unix:{self.monitor},server,nowait", "-S"]
         self.log = open(os.path.join(workdir, f"qemu-{port}.log"), "ab")

@@ -36,25 +36,36 @@ def pxe_zone(tmp_path_factory):
     return str(folder / "lab.yml")
 
 
+VMS = {"p01-u03": "bios", "p01-u04": "uefi"}
+
+
 def test_qemu_pxe_boot_reaches_installed(pxe_zone, tmp_path):
+    """Unit 3 boots BIOS (the NIC's iPXE ROM); unit 4 boots UEFI: OVMF's PXE → our TFTP
+    ``ipxe.efi`` → iPXE → our HTTP."""
     plan = compile_plan(load_zone(pxe_zone))
     store = Store(str(tmp_path / "zone.db"))
     store.seed(plan)
-    lab = Lab(plan, "p01", str(tmp_path / "lab"), vm_units={3})
+    lab = Lab(plan, "p01", str(tmp_path / "lab"),
+              vm_units={plan.nodes[name].unit: fw for name, fw in VMS.items()})
     lab.build()
     try:
-        lab.start_services(pxe_zone, store.path, ["--no-tftp", "--no-dns"])
-        lab.boot("p01-u03")
+        lab.start_services(pxe_zone, store.path)
+        for name in VMS:
+            lab.boot(name)
         deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and store.node("p01-u03")["state"] != "installed":
+        while time.monotonic() < deadline and \
+                any(store.node(name)["state"] != "installed" for name in VMS):
             time.sleep(0.5)
-        console = lab.vms["p01-u03"].console_text()
+        consoles = {name: lab.vms[name].console_text() for name in VMS}
     finally:
         lab.close()
-    node = store.node("p01-u03")
-    assert node["state"] == "installed", console[-3000:]
-    assert "ZONE-PHONED-HOME p01-u03" in console
-    leases = store.events(kind="lease", limit=100)
-    assert any(e["node"] == "p01-u03" and e["detail"].get("address") == "10.17.1.13"
-               for e in leases), leases
-    assert node["data"]["hostname"] == "p01-u03"
+    for name in VMS:
+        node, planned = store.node(name), plan.nodes[name]
+        assert node["state"] == "installed", consoles[name][-3000:]
+        assert f"ZONE-PHONED-HOME {name}" in consoles[name]
+        leases = store.events(node=name, kind="lease", limit=100)
+        assert leases and all(e["detail"]["address"] == planned.address for e in leases)
+        assert node["data"]["hostname"] == name
+    # OVMF's own PXE fetched iPXE from our TFTP (the only TFTP server on that link)
+    assert "NBP filename is ipxe.efi" in consoles["p01-u04"]
+    assert "NBP file downloaded successfully" in consoles["p01-u04"]
