@@ -53,6 +53,8 @@ NSD_CONF = """server:
   zonelistfile: "{folder}/zone.list"
   logfile: "{folder}/nsd.log"
   verbosity: 0
+  rrl-ratelimit: 0          # response rate limiting off: the bench is one client asking a lot
+  rrl-whitelist-ratelimit: 0
 remote-control:
   control-enable: no
 """
@@ -158,11 +160,14 @@ def main() -> None:
         for name, port in ports.items():
             warm(name, port, probe, queries, args.clients)
         runs = {name: [] for name in ports}
+        lost = {name: 0 for name in ports}
         for _ in range(args.rounds):
             for name, port in ports.items():
                 result = dnsperf(port, queries, args.clients, "-l", str(args.seconds))
-                assert result["lost"] == 0 and "NOERROR" in result["codes"], result
+                assert result["codes"].startswith("NOERROR") and "%)" in result["codes"] \
+                    and result["codes"].count("(") == 1, result      # nothing but NOERROR
                 runs[name].append(result["qps"])
+                lost[name] += result["lost"]
     finally:
         for proc in procs:
             proc.send_signal(signal.SIGTERM)
@@ -171,7 +176,7 @@ def main() -> None:
     median = {name: statistics.median(values) for name, values in runs.items()}
     for name, values in runs.items():
         print(f"{name:5s} warm median {median[name]:>9,.0f} q/s  runs "
-              + " ".join(f"{v:,.0f}" for v in values))
+              + " ".join(f"{v:,.0f}" for v in values) + f"  lost {lost[name]}")
     print(f"ratio ours/nsd: {median['ours'] / median['nsd']:.2f}  (goal >= 0.5)")
 
 
