@@ -35,14 +35,10 @@ def register(sub) -> None:
                    help="then seconds more for servers still booting")
     p.add_argument("--no-configure", action="store_true", help="stop at installed (no Ansible)")
     p.add_argument("--insecure", action="store_true", help="do not verify BMC TLS certificates")
-    p.add_argument("--keep-lab", action="store_true", help=argparse_hidden())
+    p.add_argument("--vm", action="append", default=[], metavar="UNIT[:uefi]",
+                   help="with --lab: this unit is a real QEMU guest PXE-booting through iPXE "
+                        "(BIOS, or UEFI through OVMF and TFTP); repeatable")
     p.set_defaults(func=cmd_up)
-
-
-def argparse_hidden():
-    import argparse
-
-    return argparse.SUPPRESS
 
 
 def _pods(plan, args) -> list[str]:
@@ -97,7 +93,10 @@ def _up_lab(args, plan, store, pods, stop) -> int:
     if len(pods) != 1:
         raise InputError("--lab builds one pod: give --pod P or a zone with one pod")
     workdir = tempfile.mkdtemp(prefix="zone-lab-")
-    lab = Lab(plan, pods[0], workdir)
+    vms = _vm_units(args.vm)
+    if vms:
+        _install_payload(plan)
+    lab = Lab(plan, pods[0], workdir, vm_units=vms)
     lab.build()
     try:
         lab.start_services(os.path.abspath(args.zone), store.path)
@@ -115,3 +114,28 @@ def _up_lab(args, plan, store, pods, stop) -> int:
         return _drive(args, plan, store, pods, steps)
     finally:
         lab.close()
+
+
+def _vm_units(values) -> dict:
+    out = {}
+    for value in values:
+        unit, _, firmware = value.partition(":")
+        if not unit.isdigit() or firmware not in ("", "bios", "uefi"):
+            raise InputError(f"--vm {value}: want UNIT or UNIT:uefi")
+        out[int(unit)] = firmware or "bios"
+    return out
+
+
+def _install_payload(plan) -> None:
+    """The lab VMs boot a kernel and initrd built here, where the zone's image names them."""
+    import shutil
+
+    from ..lab.vm import build_payload
+
+    kernel, initrd = build_payload()
+    for image in plan.zone.images.values():
+        for src, rel in ((kernel, image.kernel), (initrd, image.initrd)):
+            dest = plan.zone.path(rel)
+            if not os.path.exists(dest):
+                os.makedirs(os.path.dirname(dest), exist_ok=True)
+                shutil.copy(src, dest)
