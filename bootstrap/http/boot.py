@@ -11,7 +11,7 @@ from __future__ import annotations
 from flask import Blueprint, request
 
 from .identify import identify
-from .service import HttpService, client_address, current, move, text
+from .service import HttpService, client_address, current, forward, text
 
 bp = Blueprint("boot", __name__)
 DONE = ("installed", "configured", "ready")  # already installed: boot from disk
@@ -34,7 +34,7 @@ def script(svc: HttpService, address: str | None, args) -> str:
         svc.event("ipxe-local-boot", node.name, address=address, by=how, state=state)
         return svc.render_planned("ipxe-local.ipxe", node, reason=f"already {state}")
     svc.event("ipxe-script", node.name, address=address, by=how, image=node.image)
-    move(svc, node, state, "booting", by=how)
+    forward(svc, node, state, "booting", by=how)
     return svc.render_planned("ipxe.ipxe", node)
 
 

@@ -50,9 +50,33 @@ class Throttle:
             return True
 
 
+MOVE = "\0move"  # a queued item that is a forward move, not an event
+
+
+class _Batches:
+    """The store as a worker's EventWriter sees it: each batch's events are appended,
+    then its forward moves applied with :meth:`~bootstrap.state.Store.advance` (legal
+    ones only: a move already made by an earlier request is skipped)."""
+
+    def __init__(self, store: Store):
+        self.store = store
+
+    def add_events(self, items: list) -> None:
+        events = [item for item in items if item[3] != MOVE]
+        moves = [(node, detail.pop("to"), detail) for _, node, _, kind, detail in items
+                 if kind == MOVE]
+        if events:
+            self.store.add_events(events)
+        self.store.advance(moves, source=SOURCE)
+
+    def close(self) -> None:
+        self.store.close()
+
+
 class EventSink:
-    """Where a process's events go: straight into the store, or (``batch``) through an
-    :class:`~bootstrap.state.EventWriter` so a request never waits on a write transaction.
+    """Where a process's events (and boot's forward moves) go: straight into the store,
+    or (``batch``) through an :class:`~bootstrap.state.EventWriter`, so a request never
+    waits on a write transaction that the other workers contend for.
 
     The writer is made lazily in the process that records (gunicorn forks workers after
     the app may exist) on a connection of its own, so its waits on other processes'
@@ -71,11 +95,20 @@ class EventSink:
             return
         self._writer().put(kind, node, source, **detail)
 
+    def move(self, name: str, state: str, **detail) -> None:
+        """Move a node that was seen to be behind ``state`` (moves made later are logged
+        as in :meth:`~bootstrap.state.Store.transition`, with a ``state`` event)."""
+        if not self.batch:
+            self.store.transition(name, state, source=SOURCE, **detail)
+            return
+        self._writer().put(MOVE, name, SOURCE, to=state, **detail)
+
     def _writer(self) -> EventWriter:
         if self.pid != os.getpid():
             with self.lock:
                 if self.pid != os.getpid():  # first event here, or a fork copied a dead thread
-                    self.writer, self.pid = EventWriter(Store(self.store.path)), os.getpid()
+                    self.writer = EventWriter(_Batches(Store(self.store.path)))
+                    self.pid = os.getpid()
         return self.writer
 
     def close(self) -> None:
@@ -159,14 +192,16 @@ def client_address() -> str | None:
 
 def advance(svc: HttpService, node: Node, record: dict | None, state: str, **detail) -> bool:
     """Move the node forward to ``state`` when that is a legal move; never backwards."""
-    return move(svc, node, record["state"] if record else None, state, **detail)
-
-
-def move(svc: HttpService, node: Node, current: str | None, state: str, **detail) -> bool:
-    """:func:`advance` from a state already read (``None``: the node is not stored)."""
-    if current is None or not legal(node.kind, current, state):
+    if record is None or not legal(node.kind, record["state"], state):
         return False
     return svc.store.transition(node.name, state, source=SOURCE, **detail)
+
+
+def forward(svc: HttpService, node: Node, current: str | None, state: str, **detail) -> None:
+    """:func:`advance` as a side effect of an answer, from a state already read (``None``:
+    the node is not stored); in a gunicorn worker it is queued with the events."""
+    if current is not None and legal(node.kind, current, state):
+        svc.events.move(node.name, state, **detail)
 
 
 def text(body: str, mimetype: str = "text/plain"):

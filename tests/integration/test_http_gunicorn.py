@@ -51,7 +51,7 @@ def test_node_boots_by_its_source_address_and_fetches_what_the_script_names(live
     assert f"ds=nocloud;s={base}/cloud-init/p01-u03/" in script
     assert curl(kernel, source=U03).stdout == KERNEL
     assert curl(initrd, source=U03).stdout == INITRD
-    assert Store(state).node("p01-u03")["state"] == "booting"
+    assert eventually(lambda: Store(state).node("p01-u03")["state"] == "booting")
 
 
 def test_a_stopping_worker_writes_every_event_it_holds(tmp_path):
