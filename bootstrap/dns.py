@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 UDP_PAYLOAD = 1232             # what we advertise with EDNS (the DNS flag day 2020 value)
 PLAIN_UDP_LIMIT = 512          # a query without EDNS gets at most this many bytes over UDP
 CACHE_LIMIT = 200_000          # packed replies kept; cleared when full (junk queries can't grow it)
+QUERY_MAX = 4096               # bytes read per UDP datagram; a query is far smaller
+FLUSH_SECONDS = 0.5            # how stale the UDP loop's query counts may be in /metrics
 FORWARD_TIMEOUT = 2.0
 HEADER = struct.Struct("!HHHHHH")
 ZONE_TRANSFERS = (QTYPE.AXFR, QTYPE.IXFR)   # the zone files come from `zone render`, not from us
@@ -269,6 +271,32 @@ class Responder:
 # The socket adapter
 # ---------------------------------------------------------------------------
 
+class _Tally:
+    """Per-rcode query counts of the UDP loop, added to the shared counter off its path.
+
+    A Prometheus ``inc()`` (a lock) costs more than the rest of a cached answer, so the
+    loop, the only writer, bumps a plain int in a one-element list and :meth:`flush`
+    (another thread, every ``FLUSH_SECONDS``) adds what is new since the last flush.
+    """
+
+    def __init__(self):
+        self.slots: dict[str, list] = {}
+        self._flushed: dict[str, int] = {}
+        self._lock = threading.Lock()          # flushes may come from two threads
+
+    def slot(self, rcode: str) -> list:
+        return self.slots.setdefault(rcode, [0])
+
+    def flush(self) -> None:
+        with self._lock:
+            for rcode, slot in list(self.slots.items()):
+                count = slot[0]
+                delta = count - self._flushed.get(rcode, 0)
+                if delta:
+                    DNS_QUERIES.labels(rcode=rcode).inc(delta)
+                    self._flushed[rcode] = count
+
+
 def _bind_pair(address: str, port: int, service) -> tuple:
     """A UDP socket and a TCP server on one port (with port 0: the first ephemeral port
     free for both)."""
@@ -298,8 +326,8 @@ class DnsService:
         self.responder = Responder(plan, forward, upstreams)
         self.authority = self.responder.authority
         self.bind = bind
-        self._cache: dict[bytes, tuple] = {}
-        self._counters = {}
+        self._cache: dict[bytes, tuple] = {}       # query after its ID → (reply after it, tally slot)
+        self._tally = _Tally()
         self._threads: list[threading.Thread] = []
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="dns-forward")
         self._stopping = threading.Event()
@@ -309,11 +337,18 @@ class DnsService:
         self.udp, self.tcp = _bind_pair(bind, port, self)
         self.port = self.udp.getsockname()[1]
 
-    def _count(self, rcode: str) -> None:
-        counter = self._counters.get(rcode)
-        if counter is None:
-            counter = self._counters[rcode] = DNS_QUERIES.labels(rcode=rcode)
-        counter.inc()
+    @staticmethod
+    def _count(rcode: str) -> None:
+        """Count one answer sent by a thread other than the UDP loop (TCP, forwarding)."""
+        DNS_QUERIES.labels(rcode=rcode).inc()
+
+    def flush_metrics(self) -> None:
+        """Bring ``zone_dns_queries_total`` up to date now (it lags by ``FLUSH_SECONDS``)."""
+        self._tally.flush()
+
+    def _flush_tally(self) -> None:
+        while not self._stopping.wait(FLUSH_SECONDS):
+            self._tally.flush()
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -329,6 +364,7 @@ class DnsService:
                 return
             self._serving = True
             self._spawn(self.tcp.serve_forever, "dns-tcp")
+            self._spawn(self._flush_tally, "dns-metrics")
         log.info("dns: authoritative for %s on %s:%d (forward=%s)",
                  ", ".join(self.authority.zones), self.bind, self.port, self.responder.forward)
         try:
@@ -357,20 +393,23 @@ class DnsService:
                 thread.join(timeout=5)
         self.udp.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._tally.flush()
 
     # -- UDP ---------------------------------------------------------------
 
     def _serve_udp(self) -> None:
-        sock, cache, count = self.udp, self._cache, self._count
-        while not self._stopping.is_set():
+        sock, cache = self.udp, self._cache
+        while True:
             try:
-                data, client = sock.recvfrom(65535)
+                data, client = sock.recvfrom(QUERY_MAX)
                 hit = cache.get(data[2:])                 # the hot path: a packed reply
                 if hit is None:
+                    if self._stopping.is_set():           # stop() wakes us with a datagram
+                        break
                     self._udp_slow(data, client)
                     continue
+                hit[1][0] += 1                            # counted first: no flush can miss it
                 sock.sendto(data[:2] + hit[0], client)
-                count(hit[1])
             except OSError as exc:
                 if self._stopping.is_set():
                     break
@@ -386,17 +425,18 @@ class DnsService:
                 return
             if len(self._cache) >= CACHE_LIMIT:
                 self._cache.clear()
-            self._cache[data[2:]] = (reply[2:], rcode)
+            slot = self._tally.slot(rcode)
+            self._cache[data[2:]] = (reply[2:], slot)
+            slot[0] += 1
             self.udp.sendto(reply, client)
-            self._count(rcode)
         except Exception:  # a bad query never stops the server  # noqa: BLE001
             log.exception("dns: failed to answer %r from %s:%d", data[:64], *client)
 
     def _forward_udp(self, data: bytes, client) -> None:
         reply, rcode = self.responder.forward_query(data)
         try:
-            self.udp.sendto(reply, client)
             self._count(rcode)
+            self.udp.sendto(reply, client)
         except OSError:
             pass                                          # stopped meanwhile
 
@@ -423,8 +463,8 @@ class _TcpHandler(socketserver.BaseRequestHandler):
                     reply, rcode = service.responder.forward_query(data)
                 if reply is None:
                     return
-                self.request.sendall(struct.pack("!H", len(reply)) + reply)
                 service._count(rcode)
+                self.request.sendall(struct.pack("!H", len(reply)) + reply)
         except (OSError, ValueError) as exc:
             log.info("dns: tcp client %s:%d: %s", *self.client_address, exc)
 
