@@ -172,6 +172,15 @@ class HttpService:
         # them), so a script renders outside a request too (the lean path, warming).
         return self.jinja.get_template(template).render(self.context(node, record, **extra))
 
+    def warm(self) -> dict:
+        """Every server's install script, rendered ahead into the cache (and returned): the
+        gunicorn master does it once before forking, so no worker renders while 10,000
+        servers ask at once."""
+        for node in self.plan.servers():
+            if node.image is not None:
+                self.render_planned("ipxe.ipxe", node)
+        return self.rendered
+
     def render_planned(self, template: str, node: Node | None = None, **extra) -> str:
         """A template that reads only the plan, settings and ``extra`` (text): rendered once."""
         key = (template, node.name if node else None, *sorted(extra.items()))

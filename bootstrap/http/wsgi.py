@@ -53,12 +53,15 @@ class _Gunicorn(BaseApplication):
         return self.factory()
 
 
-def _worker_factory(plan: Plan, store_path: str, config: dict):
+def _worker_factory(plan: Plan, store_path: str, config: dict, scripts: dict):
+    """Builds a worker's app after the fork, with the scripts the master rendered."""
     config = dict(config)
     config.setdefault("EVENT_BATCH", True)  # a worker's events: written by a thread, batched
 
     def factory():
-        return create_app(plan, Store(store_path), config)
+        app = create_app(plan, Store(store_path), config)
+        app.extensions["zone"].rendered.update(scripts)
+        return app
     return factory
 
 
@@ -84,7 +87,8 @@ def serve_http(plan: Plan, store: Store, bind: str = "0.0.0.0", port: int = 8080
 
     Must run on the main thread of its process (gunicorn's master handles signals).
     The per-node token secret is settled here, before the fork, so every worker
-    signs alike. With ``register`` the service is recorded in ``store`` with the
+    signs alike, and every server's install script is rendered, so workers inherit them
+    instead of each rendering 10,000 while the servers ask. With ``register`` the service is recorded in ``store`` with the
     zone digest (``zone status`` shows it).
     """
     config = dict(config or {})
@@ -92,7 +96,8 @@ def serve_http(plan: Plan, store: Store, bind: str = "0.0.0.0", port: int = 8080
     if register:
         store.register_service(f"{socket.gethostname()}:{os.getpid()}:http", "http",
                                f"{bind}:{port}", plan.zone.digest)
-    app = _Gunicorn(_worker_factory(plan, store.path, config),
+    scripts = create_app(plan, store, config).extensions["zone"].warm()
+    app = _Gunicorn(_worker_factory(plan, store.path, config, scripts),
                     gunicorn_options(bind, port, workers, threads))
     try:
         app.run()

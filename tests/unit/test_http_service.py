@@ -141,3 +141,20 @@ def test_a_memory_store_is_never_batched(http_plan):
     from bootstrap.http.service import EventSink
     from bootstrap.state import Store
     assert EventSink(Store(":memory:"), batch=True).batch is False
+
+
+def test_warmed_scripts_are_what_workers_serve(http_plan, http_store):
+    from bootstrap.http.wsgi import _worker_factory
+    from http_helpers import from_address
+    scripts = make_app(http_plan, http_store).extensions["zone"].warm()
+    servers = [n.name for n in http_plan.servers() if n.image]
+    assert sorted(name for _, name, *_ in scripts) == sorted(servers) and len(servers) == 4
+    fresh = make_app(http_plan, http_store).test_client()
+    assert fresh.get("/boot/ipxe", **from_address("10.17.1.13")).get_data(as_text=True) == \
+        scripts[("ipxe.ipxe", "p01-u03")]
+    marked = {key: "#!ipxe\n# from the master\n" for key in scripts}
+    worker = _worker_factory(http_plan, http_store.path, {"NODE_SECRET": "s"}, marked)()
+    body = worker.test_client().get("/boot/ipxe", **from_address("10.17.1.14")).get_data()
+    assert body == b"#!ipxe\n# from the master\n"
+    worker.extensions["zone"].close()
+    worker.extensions["zone"].store.close()
