@@ -36,6 +36,7 @@ class ServeOptions:
     dns: bool = True
     http: bool = True
     workers: int = 1
+    dns_forward: bool = False        # forward other zones to dns.upstreams
     tftp_root: str = "/usr/lib/ipxe"
     cache_dir: str | None = None
 
@@ -122,7 +123,8 @@ class Services:
     def _dns(self):
         from .dns import DnsService
 
-        service = DnsService(self.plan, self.options.bind, self.options.dns_port)
+        service = DnsService(self.plan, self.options.bind, self.options.dns_port,
+                             forward=self.options.dns_forward)
         return service, service.serve_forever
 
     def _http(self):
