@@ -5,6 +5,14 @@
 Prints requests/s of both and the ratio (goal ≥ 0.5× nginx). Bench only: not a test.
 
     python3 bench/http/run.py [--seconds 10] [--connections 64] [--workers 2] [--threads 8]
+                              [--repeat 3] [--compare TREE ...]
+
+The machine is shared, so each round runs ours and nginx back to back, rounds are
+repeated and ranges printed; besides requests/s it prints the CPU time each server's
+processes spent per request, which other load on the machine disturbs far less.
+``--compare TREE`` also benches the HTTP service of another source tree (e.g. an
+older commit: ``git archive COMMIT bootstrap examples templates | tar -x -C TREE``)
+in the same rounds.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import statistics
 import shutil
 import signal
 import socket
@@ -90,9 +99,33 @@ def wrk(port: int, mode: str, folder: str, args) -> tuple[float, int]:
     return rate, bad
 
 
-def start(cmd: list[str], port: int, log: str) -> subprocess.Popen:
-    proc = subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT,
-                            start_new_session=True)
+def cpu_seconds(group: int) -> float:
+    """user + system time of every live process of a process group (a server's)."""
+    total = 0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == group:  # fields after the name: state, ppid, pgrp, …
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def measure(proc: subprocess.Popen, port: int, mode: str, folder: str, args) -> tuple:
+    """(requests/s, non-2xx answers, CPU µs per request) of one wrk run."""
+    before = cpu_seconds(proc.pid)
+    rate, bad = wrk(port, mode, folder, args)
+    used = cpu_seconds(proc.pid) - before
+    return rate, bad, used / max(rate * args.seconds, 1) * 1e6
+
+
+def start(cmd: list[str], port: int, log: str, cwd: str | None = None) -> subprocess.Popen:
+    # a session of its own: stop() signals the whole group, cpu_seconds() sums it
+    with open(log, "a") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=cwd,
+                                start_new_session=True)
     wait_port(port)
     return proc
 
@@ -106,6 +139,50 @@ def stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
+def ours(tree: str, folder: str, args, round_: int) -> tuple:
+    """One run of the HTTP service of source ``tree`` on a fresh state database."""
+    port = free_port()
+    state = os.path.join(folder, f"state-{round_}-{abs(hash(tree))}", "zone.db")
+    proc = start([sys.executable, "-m", "bootstrap.http.wsgi", ZONE, "--state", state,
+                  "--port", str(port), "--workers", str(args.workers),
+                  "--threads", str(args.threads), "--trust-x-forwarded-for"], port,
+                 os.path.join(folder, "ours.log"), cwd=tree)
+    try:
+        return measure(proc, port, "ours", folder, args)
+    finally:
+        stop(proc)
+
+
+def nginx(folder: str, args) -> tuple:
+    port = free_port()
+    conf = os.path.join(folder, "nginx.conf")
+    with open(conf, "w") as fh:
+        fh.write(NGINX_CONF.format(workers=args.workers, folder=folder, port=port))
+    proc = start(["/usr/sbin/nginx", "-c", conf, "-p", folder], port,
+                 os.path.join(folder, "nginx.log"))
+    try:
+        return measure(proc, port, "static", folder, args)
+    finally:
+        stop(proc)
+
+
+def spread(values: list[float], fmt: str = "{:.0f}") -> str:
+    low, mid, high = min(values), statistics.median(values), max(values)
+    return f"{fmt.format(low)}–{fmt.format(high)} (median {fmt.format(mid)})"
+
+
+def report(results: dict, args) -> None:
+    nginx_rates = [r[0] for r in results["nginx"]]
+    for name, runs in results.items():
+        rates, cpu = [r[0] for r in runs], [r[2] for r in runs]
+        print(f"{name:>12}: {spread(rates)} req/s, {spread(cpu)} CPU µs/request, "
+              f"non-2xx {sum(r[1] for r in runs)}")
+        if name != "nginx":
+            ratios = [a / b for a, b in zip(rates, nginx_rates)]
+            print(f"{'':>12}  ratio to nginx in the same round: {spread(ratios, '{:.3f}')}"
+                  f"  (goal >= 0.5)")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=10)
@@ -113,6 +190,9 @@ def main() -> int:
     parser.add_argument("--nodes", type=int, default=10_000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--repeat", type=int, default=3, help="rounds (ours, then nginx)")
+    parser.add_argument("--compare", action="append", default=[], metavar="TREE",
+                        help="also bench the HTTP service of this source tree")
     args = parser.parse_args()
     for tool in ("wrk", "nginx"):
         if not shutil.which(tool) and not os.path.exists(f"/usr/sbin/{tool}"):
@@ -122,30 +202,18 @@ def main() -> int:
     os.makedirs(os.path.join(folder, "tmp"))
     plan = compile_plan(load_zone(ZONE))
     addresses = render_static(plan, folder, args.nodes)
-    print(f"{len(addresses)} distinct nodes, {args.connections} connections, {args.seconds} s each")
-
-    ours_port, nginx_port = free_port(), free_port()
-    ours = start([sys.executable, "-m", "bootstrap.http.wsgi", ZONE, "--state",
-                  os.path.join(folder, "state", "zone.db"), "--port", str(ours_port),
-                  "--workers", str(args.workers), "--threads", str(args.threads),
-                  "--trust-x-forwarded-for"], ours_port, os.path.join(folder, "ours.log"))
-    try:
-        ours_rate, ours_bad = wrk(ours_port, "ours", folder, args)
-    finally:
-        stop(ours)
-    with open(os.path.join(folder, "nginx.conf"), "w") as fh:
-        fh.write(NGINX_CONF.format(workers=args.workers, folder=folder, port=nginx_port))
-    nginx = start(["/usr/sbin/nginx", "-c", os.path.join(folder, "nginx.conf"), "-p", folder],
-                  nginx_port, os.path.join(folder, "nginx.log"))
-    try:
-        nginx_rate, nginx_bad = wrk(nginx_port, "static", folder, args)
-    finally:
-        stop(nginx)
-    print(f"ours  (gunicorn {args.workers}x{args.threads} gthread, /boot/ipxe): "
-          f"{ours_rate:10.0f} req/s  non-2xx {ours_bad}")
-    print(f"nginx (static files, {args.workers} workers):            "
-          f"{nginx_rate:10.0f} req/s  non-2xx {nginx_bad}")
-    print(f"ratio ours/nginx: {ours_rate / nginx_rate:.3f}  (goal >= 0.5)")
+    print(f"{len(addresses)} distinct nodes, {args.connections} connections, {args.seconds} s "
+          f"a run, {args.repeat} rounds; ours: gunicorn {args.workers}x{args.threads} gthread, "
+          f"fresh state each run; nginx: {args.workers} workers")
+    trees = {"ours": ROOT, **{os.path.basename(t.rstrip("/")): t for t in args.compare}}
+    results: dict = {name: [] for name in (*trees, "nginx")}
+    for round_ in range(args.repeat):
+        for name, tree in trees.items():
+            results[name].append(ours(tree, folder, args, round_))
+        results["nginx"].append(nginx(folder, args))
+        print(f"round {round_ + 1}: " + ", ".join(f"{n} {r[-1][0]:.0f}/s"
+                                                 for n, r in results.items()), flush=True)
+    report(results, args)
     shutil.rmtree(folder, ignore_errors=True)
     return 0
 
