@@ -93,6 +93,9 @@ def test_phone_home_as_cloud_init_posts_it(live):
     node = Store(state).node("p01-u03")
     assert node["state"] == "installed"
     assert node["data"]["ssh_host_keys"] == {"pub_key_ed25519": "ssh-ed25519 AAAAC3Nz u03"}
+    for _ in range(4):  # every worker, whatever it cached, now sends it to its disk
+        script = body(base + "/boot/ipxe", source=U03)
+        assert "already installed" in script and "kernel" not in script
 
 
 def test_range_and_etag_with_curl(live):
