@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shutil
 import subprocess
@@ -56,3 +58,42 @@ def test_site_is_a_list_of_roles_by_group():
     used = {r["role"] for play in plays for r in play["roles"]}
     assert used == set(ROLES)
     assert re.fullmatch(r"kind_server", plays[0]["hosts"])
+
+
+VLAN_PLAY = """
+- hosts: localhost
+  gather_facts: false
+  vars_files: [{role}/defaults/main.yml, {role}/vars/main.yml]
+  vars:
+    item: "{{{{ __network_tagged | product(['netdev']) | first }}}}"
+  tasks:
+    - ansible.builtin.copy:
+        content: "{{{{ {{'files': __network_files,
+                        'bond': lookup('template', '{role}/templates/bond.network.j2'),
+                        'vlan': lookup('template', '{role}/templates/vlan.network.j2')}} | to_json }}}}"
+        dest: "{out}"
+        mode: "0644"
+"""
+
+
+def test_network_role_puts_tagged_networks_on_vlan_interfaces(tmp_path):
+    """The lab has no VLANs, so the converge never sees this branch: render it here."""
+
+    role, out = PLAYBOOKS / "roles" / "network", tmp_path / "out.json"
+    (tmp_path / "play.yml").write_text(VLAN_PLAY.format(role=role, out=out))
+    (tmp_path / "vars.yml").write_text(yaml.safe_dump({"network_networks": {
+        "provision": {"address": "10.17.1.13", "prefix": 24, "gateway": "10.17.1.1", "vlan": None,
+                      "cidr": "10.17.1.0/24"},
+        "storage": {"address": "10.18.1.13", "prefix": 24, "gateway": "10.18.1.1", "vlan": 218,
+                    "cidr": "10.18.1.0/24"}}}))
+    done = subprocess.run(["ansible-playbook", str(tmp_path / "play.yml"), "-e",
+                           f"@{tmp_path / 'vars.yml'}"], capture_output=True, text=True,
+                          env=dict(os.environ, ANSIBLE_LOCALHOST_WARNING="0"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    got = json.loads(out.read_text())
+    assert got["files"] == ["50-zone-bond0.netdev", "50-zone-bond0.network",
+                            "50-zone-bond0.218.netdev", "50-zone-bond0.218.network"]
+    assert "VLAN=bond0.218" in got["bond"] and "Address=10.17.1.13/24" in got["bond"]
+    assert "10.18.1.13" not in got["bond"]
+    assert "Name=bond0.218" in got["vlan"] and "Address=10.18.1.13/24" in got["vlan"]
+    assert "Gateway" not in got["vlan"]
