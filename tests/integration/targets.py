@@ -5,6 +5,7 @@ Reusable by the tests, the benchmark and the lab::
     base = base_rootfs()                       # debootstrap once, cached by its recipe
     with Targets(base) as targets:
         targets.start("p01-u01", "10.17.1.11") # its own net, uts, mount and pid namespaces
+        targets.start("p01-u03", "10.17.1.13", netns="lab-u03")  # or a lab node's netns
         targets.reserve("p01-u02", "10.17.1.12")  # a host that is down: refuses SSH
         targets.write_inventory(path)          # connection vars: `zone configure --inventory`
         targets["p01-u01"].read("/etc/hostname")
@@ -290,6 +291,7 @@ class Target:
         self.name, self.address, self.netns, self.home = name, address, netns, home
         self.proc: subprocess.Popen | None = None
         self.pid: int | None = None            # sshd: PID 1 of the target's pid namespace
+        self.owns_netns = True
 
     def path(self, path: str) -> str:
         if self.pid is None:
@@ -348,13 +350,17 @@ class Targets:
     def __getitem__(self, name: str) -> Target:
         return self.targets[name]
 
-    def _netns(self, name: str, address: str) -> Target:
-        netns = f"{self.prefix}-{len(self.targets)}"
-        target = Target(name, address, netns, os.path.join(self.workdir, name))
+    def _netns(self, name: str, address: str, netns: str | None = None) -> Target:
+        """The target's network namespace: a new one holding ``address`` on lo, or
+        ``netns`` as it is (e.g. a lab node's, already wired and addressed)."""
+        target = Target(name, address, netns or f"{self.prefix}-{len(self.targets)}",
+                        os.path.join(self.workdir, name))
         self.targets[name] = target
-        run(["ip", "netns", "add", netns])
-        run(["ip", "-n", netns, "link", "set", "lo", "up"])
-        run(["ip", "-n", netns, "addr", "add", f"{address}/32", "dev", "lo"])
+        target.owns_netns = netns is None
+        if target.owns_netns:
+            run(["ip", "netns", "add", target.netns])
+            run(["ip", "-n", target.netns, "link", "set", "lo", "up"])
+            run(["ip", "-n", target.netns, "addr", "add", f"{address}/32", "dev", "lo"])
         self._wrapper(target)
         return target
 
@@ -366,9 +372,11 @@ class Targets:
         """A host that is down: its address exists, nothing answers SSH."""
         return self._netns(name, address)
 
-    def start(self, name: str, address: str) -> Target:
-        """A running target: overlay root, sshd, the package proxy inside its namespace."""
-        target = self._netns(name, address)
+    def start(self, name: str, address: str, netns: str | None = None) -> Target:
+        """A running target: overlay root, sshd, the package proxy inside its namespace.
+
+        ``netns``: run in this existing network namespace (left in place on close)."""
+        target = self._netns(name, address, netns)
         upper = os.path.join(target.home, "upper")
         _write(os.path.join(upper, "root/.ssh/authorized_keys"), open(self.key + ".pub").read(),
                0o600)
@@ -411,7 +419,8 @@ class Targets:
             target.stop()
         self.proxy.close()
         for target in self.targets.values():
-            run(["ip", "netns", "del", target.netns], check=False)
+            if target.owns_netns:
+                run(["ip", "netns", "del", target.netns], check=False)
         if self.owns_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
         else:
