@@ -18,7 +18,9 @@ from bootstrap import ansible as handoff
 from bootstrap.render import inventory
 from bootstrap.state import Store
 
-pytestmark = pytest.mark.netns
+# The first test's setup builds the base root file system if it is not cached
+# (about a minute), then converges and re-runs the pod (a few minutes cold).
+pytestmark = [pytest.mark.netns, pytest.mark.timeout(900)]
 POD = "p01"
 ADMIN = {"name": "ops", "ssh_keys": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBm7zUXiVMlsTqzC1nx0Kk9zx0E1A9gM2dMo0wXrP9X3 ops@zone"]}
 

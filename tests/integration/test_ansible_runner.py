@@ -19,7 +19,7 @@ from bootstrap.plan import compile_plan
 from bootstrap.state import Store
 from bootstrap.zone import load_zone
 
-pytestmark = pytest.mark.netns
+pytestmark = [pytest.mark.netns, pytest.mark.timeout(600)]   # may build the base first
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 PLAYBOOK = """\
