@@ -51,23 +51,33 @@ class Throttle:
 
 
 MOVE = "\0move"  # a queued item that is a forward move, not an event
+PACE = 0.05  # seconds between a worker's event transactions: what arrives meanwhile is batched
 
 
 class _Batches:
     """The store as a worker's EventWriter sees it: each batch's events are appended,
     then its forward moves applied with :meth:`~bootstrap.state.Store.advance` (legal
-    ones only: a move already made by an earlier request is skipped)."""
+    ones only: a move already made by an earlier request is skipped).
 
-    def __init__(self, store: Store):
-        self.store = store
+    After each batch it waits ``pace`` seconds: the writer takes whatever is queued the
+    moment one item arrives, so at a few thousand requests/s it would otherwise commit
+    each event alone (measured: 1.04 events per transaction), a thread wake-up and a
+    transaction per request.
+    """
+
+    def __init__(self, store: Store, pace: float = PACE):
+        self.store, self.pace = store, pace
 
     def add_events(self, items: list) -> None:
         events = [item for item in items if item[3] != MOVE]
         moves = [(node, detail.pop("to"), detail) for _, node, _, kind, detail in items
                  if kind == MOVE]
-        if events:
-            self.store.add_events(events)
-        self.store.advance(moves, source=SOURCE)
+        try:
+            if events:
+                self.store.add_events(events)
+            self.store.advance(moves, source=SOURCE)
+        finally:
+            time.sleep(self.pace)
 
     def close(self) -> None:
         self.store.close()

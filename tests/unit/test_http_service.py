@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from jinja2 import UndefinedError
 from werkzeug.exceptions import MethodNotAllowed
@@ -158,3 +160,24 @@ def test_warmed_scripts_are_what_workers_serve(http_plan, http_store):
     assert body == b"#!ipxe\n# from the master\n"
     worker.extensions["zone"].close()
     worker.extensions["zone"].store.close()
+
+
+def test_a_workers_events_are_written_in_paced_batches(http_store):
+    """The writer takes what is queued as soon as one event arrives; the pause after each
+    batch is what lets events pile up (else a transaction per request)."""
+    from bootstrap.http.service import _Batches
+    from bootstrap.state import EventWriter
+    sizes = []
+
+    class Counting(_Batches):
+        def add_events(self, items):
+            sizes.append(len(items))
+            super().add_events(items)
+
+    writer = EventWriter(Counting(http_store, pace=0.5))
+    for i in range(50):  # requests a few ms apart, as a busy worker's
+        writer.put("ipxe-script", "p01-u01", "http", n=i)
+        time.sleep(0.002)
+    writer.close()
+    assert sum(sizes) == 50 and len(sizes) <= 3, sizes
+    assert [e["detail"]["n"] for e in http_store.events(kind="ipxe-script")] == list(range(50))
