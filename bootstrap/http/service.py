@@ -129,6 +129,7 @@ class EventSink:
             self.batch, self.writer, self.pid = False, None, None
         if writer is None or pid != os.getpid():  # a copy from before a fork: not ours
             return
+        writer.store.pace = 0  # flush at full speed: gunicorn kills a slow-stopping worker
         writer.close()
         writer.store.close()
         if writer.dropped:
