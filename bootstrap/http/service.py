@@ -106,8 +106,9 @@ class EventSink:
         self._writer().put(kind, node, source, **detail)
 
     def move(self, name: str, state: str, **detail) -> None:
-        """Move a node that was seen to be behind ``state`` (moves made later are logged
-        as in :meth:`~bootstrap.state.Store.transition`, with a ``state`` event)."""
+        """Move a node forward to ``state`` (its caller saw the move is legal). Queued, it
+        is made by :meth:`~bootstrap.state.Store.advance` only if still legal then; either
+        way it is logged as a ``state`` event."""
         if not self.batch:
             self.store.transition(name, state, source=SOURCE, **detail)
             return

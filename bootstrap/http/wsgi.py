@@ -92,8 +92,8 @@ def serve_http(plan: Plan, store: Store, bind: str = "0.0.0.0", port: int = 8080
     Must run on the main thread of its process (gunicorn's master handles signals).
     The per-node token secret is settled here, before the fork, so every worker
     signs alike, and every server's install script is rendered, so workers inherit them
-    instead of each rendering 10,000 while the servers ask. With ``register`` the service is recorded in ``store`` with the
-    zone digest (``zone status`` shows it).
+    instead of each rendering 10,000 while the servers ask. With ``register`` the
+    service is recorded in ``store`` with the zone digest (``zone status`` shows it).
     """
     config = dict(config or {})
     config.setdefault("NODE_SECRET", node_secret(config, store.path))
