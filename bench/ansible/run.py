@@ -4,7 +4,7 @@ appliance's event handling costs over a bare ``ansible-playbook`` run.
     python3 bench/ansible/run.py [--sizes 2 4 8] [--repeat 3] [--json OUT]
 
 For each N: a one-pod zone of N servers (u01 sdn, u02 storage, the rest
-hypervisors), N fresh targets (tests/integration/targets.py: debootstrapped
+hypervisors), N fresh targets (bootstrap/lab/targets.py: debootstrapped
 Debian 12 in namespaces over SSH), then
 
 * converge: the appliance's handoff (``bootstrap.ansible.configure``) on the fresh

@@ -143,9 +143,22 @@ class Lab:
                                           extension=True, task_seconds=1.0)
         self.emulator.start()
 
-    def inventories(self) -> tuple:
-        """Extra inventory sources for Ansible against the lab's servers."""
-        return ()
+    def start_targets(self) -> tuple:
+        """The installed OS of each lab server, for Ansible: a Debian 12 root file system
+        with sshd, run in the unit's own namespace (reached at its DHCP address), or for a
+        QEMU unit (which powers off after phone-home) in a namespace of its own. Returns
+        the inventory sources with their connection variables.
+
+        Call it before :meth:`enter_controller`: the targets' package proxy must reach the
+        Debian mirror from this machine's own network namespace."""
+        from .targets import Targets, base_rootfs
+
+        os.makedirs(os.path.join(self.workdir, "targets"), exist_ok=True)
+        self.targets = Targets(base_rootfs(), workdir=os.path.join(self.workdir, "targets"))
+        for node in self.servers:
+            netns = None if node.unit in self.vm_units else f"{self.prefix}-u{node.unit:02d}"
+            self.targets.start(node.name, node.address, netns=netns)
+        return (self.targets.write_inventory(os.path.join(self.workdir, "targets.yml")),)
 
     def wait_http(self, seconds: float = 30) -> None:
         url = f"{self.plan.zone.controller_url}/healthz"
@@ -183,6 +196,8 @@ class Lab:
     def close(self) -> None:
         if getattr(self, "emulator", None) is not None:
             self.emulator.stop()
+        if getattr(self, "targets", None) is not None:
+            self.targets.close()
         for vm in self.vms.values():
             vm.stop()
         for proc in self.procs:

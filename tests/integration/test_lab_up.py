@@ -33,15 +33,16 @@ def lab_copy(tmp_path, edit=None) -> str:
     return str(folder / "lab.yml")
 
 
-def up(zone: str, state: str, *extra, **kw) -> subprocess.Popen:
+def up(zone: str, state: str, *extra, configure: bool = False) -> subprocess.Popen:
+    """``zone up --lab``; Ansible only where the test is about it (a converge costs minutes)."""
     return subprocess.Popen([sys.executable, "-m", "bootstrap", "up", zone, "--lab", "--state",
-                             state, "--no-configure", "--timeout", "240", "--straggler-wait",
-                             "60", *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, **kw)
+                             state, "--timeout", "600", "--straggler-wait", "60",
+                             *([] if configure else ["--no-configure"]), *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def finish(proc) -> str:
-    out, _ = proc.communicate(timeout=300)
+    out, _ = proc.communicate(timeout=660)
     return out
 
 
@@ -59,14 +60,19 @@ def assert_identities(plan, store):
 
 
 def test_lab_reaches_ready_and_status_matches(tmp_path):
+    """The whole flow, Ansible included: every unit configured by the pod playbooks."""
     zone = lab_copy(tmp_path)
     state = str(tmp_path / "state" / "zone.db")
-    proc = up(zone, state)
+    proc = up(zone, state, configure=True)
     out = finish(proc)
     assert proc.returncode == 0, out[-3000:]
     plan, store = compile_plan(load_zone(zone)), Store(state)
     assert {n["state"] for n in store.nodes(kind="server")} == {"ready"}
     assert_identities(plan, store)
+    for node in plan.servers("p01"):
+        moves = [e["detail"]["to"] for e in store.events(node=node.name, kind="state", limit=500)]
+        assert moves[-2:] == ["configured", "ready"], (node.name, moves)
+    assert store.events(kind="pod-configured", limit=10)
     bmc = store.node("p01-u03-bmc")
     assert bmc["state"] == "ready" and bmc["data"]["firmware"] == {"BIOS": "2.4.1"}
     snap = status(zone, state)
