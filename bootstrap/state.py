@@ -96,14 +96,11 @@ class Store:
 
     def events(self, since: int = 0, node: str | None = None, kind: str | None = None,
                limit: int = 200, newest: bool = False) -> list[dict]:
-        sql, args = "SELECT * FROM events WHERE id > ?", [since]
-        if node:
-            sql, args = sql + " AND node = ?", args + [node]
-        if kind:
-            sql, args = sql + " AND kind = ?", args + [kind]
-        sql += f" ORDER BY id {'DESC' if newest else 'ASC'} LIMIT ?"
+        where, args = _where(node=node, kind=kind)
+        sql = (f"SELECT * FROM events {where} {'AND' if args else 'WHERE'} id > ? "
+               f"ORDER BY id {'DESC' if newest else 'ASC'} LIMIT ?")
         with self.lock:
-            rows = self.db.execute(sql, args + [limit]).fetchall()
+            rows = self.db.execute(sql, args + [since, limit]).fetchall()
         out = [dict(r, detail=json.loads(r["detail"])) for r in rows]
         return out[::-1] if newest else out
 
@@ -124,23 +121,16 @@ class Store:
         return _node_row(row) if row else None
 
     def nodes(self, pod: str | None = None, kind: str | None = None) -> list[dict]:
-        sql, args = "SELECT * FROM nodes WHERE 1=1", []
-        if pod:
-            sql, args = sql + " AND pod = ?", args + [pod]
-        if kind:
-            sql, args = sql + " AND kind = ?", args + [kind]
+        where, args = _where(node=None, pod=pod, kind=kind)
         with self.lock:
-            rows = self.db.execute(sql + " ORDER BY rowid", args).fetchall()
+            rows = self.db.execute(f"SELECT * FROM nodes {where} ORDER BY rowid", args).fetchall()
         return [_node_row(r) for r in rows]
 
     def counts(self, pod: str | None = None, kind: str | None = None) -> dict:
-        sql, args = "SELECT state, count(*) FROM nodes WHERE 1=1", []
-        if pod:
-            sql, args = sql + " AND pod = ?", args + [pod]
-        if kind:
-            sql, args = sql + " AND kind = ?", args + [kind]
+        where, args = _where(node=None, pod=pod, kind=kind)
         with self.lock:
-            return dict(self.db.execute(sql + " GROUP BY state", args).fetchall())
+            return dict(self.db.execute(f"SELECT state, count(*) FROM nodes {where} GROUP BY state",
+                                        args).fetchall())
 
     def transition(self, name: str, state: str, reason: str | None = None,
                    source: str = "", **detail) -> bool:
@@ -245,6 +235,14 @@ class _Tx:
             self.store.db.execute("ROLLBACK" if exc_type else "COMMIT")
         finally:
             self.store.lock.release()
+
+
+def _where(**filters) -> tuple[str, list]:
+    """``WHERE a = ? AND b = ?`` for the filters given a value (column names are ours)."""
+    given = [(column, value) for column, value in filters.items() if value]
+    if not given:
+        return "", []
+    return "WHERE " + " AND ".join(f"{c} = ?" for c, _ in given), [v for _, v in given]
 
 
 def _node_row(row) -> dict:
