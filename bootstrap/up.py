@@ -118,6 +118,8 @@ class PodFlow:
                          self.steps.switch_wait):
             self.store.event("switches-pending", None, "up", pod=self.pod,
                              pending=sorted(set(switches) - set(self.at_least("switch", "ztp"))))
+        self.store.advance([(name, "ready", {"cause": "ztp"}) for name in
+                            self.at_least("switch", "ztp")], source="up")
         self.phase("bmcs")
         if self.steps.bmcs and len(self.at_least("server", "booting")) < len(self.servers):
             self.steps.bmcs(self.pod)

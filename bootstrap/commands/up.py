@@ -100,6 +100,7 @@ def _up_lab(args, plan, store, pods, stop) -> int:
     lab.build()
     try:
         lab.start_services(os.path.abspath(args.zone), store.path)
+        lab.provision_switches()
         inventories = () if args.no_configure else lab.start_targets()
         lab.enter_controller()
         lab.start_bmcs()
@@ -108,6 +109,7 @@ def _up_lab(args, plan, store, pods, stop) -> int:
                 lab.boot(node["name"])
         print(f"lab {lab.prefix}: status page: sudo ip netns exec {lab.ctl} "
               f"curl {plan.zone.controller_url}/ ; logs in {workdir}", flush=True)
+        args.switch_wait = args.switch_wait or 60.0  # the lab's switches do ZTP for real
         steps = Steps(bmcs=bmc_step(plan, store, args, lab=lab), stop=stop,
                       configure=None if args.no_configure else configure_step(plan, store, args, inventories),
                       switch_wait=args.switch_wait, install_wait=args.install_wait,

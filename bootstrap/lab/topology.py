@@ -61,6 +61,9 @@ class Lab:
         # unit → "bios" | "uefi": those units are QEMU guests instead of boot agents
         self.vm_units = vm_units if isinstance(vm_units, dict) else dict.fromkeys(vm_units, "bios")
         self.vms: dict = {}
+        self.switch_nsname: dict = {}
+        self.core_relays: dict = {}
+        self.switch_ports: list = []
         self.prefix = prefix or f"zl{os.getpid()}"
         self.netns = Netns(self.prefix)
         self.procs: list[subprocess.Popen] = []
@@ -96,6 +99,7 @@ class Lab:
         ip("route", "add", str(supernet), "via", self.core_gateway, ns=self.ctl)
         subprocess.run(["ip", "netns", "exec", self.tor, "sysctl", "-qw",
                         "net.ipv4.ip_forward=1"], check=True)
+        self._switches()
         for node in self.servers:
             port = f"swp{node.unit}"
             if node.unit in self.vm_units:
@@ -113,6 +117,63 @@ class Lab:
                   uuid=f"00000000-0000-4000-8000-{node.pod_index:04d}{node.unit:08d}", mac=mac,
                   firmware=self.vm_units[node.unit])
 
+    def _switches(self) -> None:
+        """The pod's switches as namespaces behind the relays that see them in a real pod:
+        each ToR behind its core switch (a relay whose giaddr is the core's own address, so
+        the core and its port name the ToR), the LoM switch behind tor-a's uplink port."""
+        n, plan = self.netns, self.plan
+        for k, node in enumerate(plan.select(self.pod, "switch")):
+            (upper, port), = node.links
+            sw_ns = n.add(f"s{k}")
+            self.switch_nsname[node.name] = sw_ns
+            upper_node = plan.nodes[upper]
+            gateway = plan.subnet(node).gateway
+            if upper_node.pod is None:  # a core switch: a relay namespace of its own
+                relay = self._core_relay(upper_node)
+                n.veth(relay, port, sw_ns, "eth0")
+                ip("addr", "add", f"{upper_node.address}/32", "dev", port, ns=relay)
+                ip("addr", "add", f"{gateway}/32", "dev", port, ns=relay)
+                ip("route", "add", f"{node.address}/32", "dev", port, ns=relay)
+                ip("route", "add", f"{node.address}/32", "via", upper_node.address, "dev",
+                   f"up-{upper_node.name}"[:15], "onlink", ns=self.ctl)
+            else:  # behind this lab's tor namespace
+                n.veth(self.tor, port, sw_ns, "eth0")
+                ip("addr", "add", f"{gateway}/32", "dev", port, ns=self.tor)
+                ip("route", "add", f"{node.address}/32", "dev", port, ns=self.tor)
+                ip("route", "add", f"{node.address}/32", "via", self.core_gateway, ns=self.ctl)
+                ip("route", "replace", f"{gateway}/32", "via", self.core_gateway, ns=self.ctl)
+                self.switch_ports.append(port)
+
+    def _core_relay(self, core) -> str:
+        """A namespace playing ``core``: upstream to ctl on the core's own address."""
+        if core.name in self.core_relays:
+            return self.core_relays[core.name]
+        relay = self.netns.add(f"c{len(self.core_relays) + 1}")
+        self.core_relays[core.name] = relay
+        link = f"up-{core.name}"[:15]
+        self.netns.veth(self.ctl, link, relay, "core0")
+        ip("addr", "add", f"{self.controller}/32", "dev", link, ns=self.ctl)
+        ip("route", "add", f"{core.address}/32", "dev", link, ns=self.ctl)
+        ip("addr", "add", f"{core.address}/32", "dev", "core0", ns=relay)
+        ip("route", "add", f"{self.controller}/32", "dev", "core0", ns=relay)
+        subprocess.run(["ip", "netns", "exec", relay, "sysctl", "-qw", "net.ipv4.ip_forward=1"],
+                       check=True)
+        return relay
+
+    def _start_core_relays(self) -> None:
+        for core, relay in self.core_relays.items():
+            ports = [link for node in self.plan.select(self.pod, "switch")
+                     for upper, link in node.links if upper == core]
+            self.spawn(relay, "dhcrelay", "-4", "-d", "-a", "-m", "replace", "-iu", "core0",
+                       *[arg for port in ports for arg in ("-id", port)], self.controller,
+                       log_name=f"dhcrelay-{core}")
+
+    def provision_switches(self) -> None:
+        """Power the pod's switches on: each runs its ZTP / ONIE client."""
+        agent = os.path.join(os.path.dirname(AGENT), "switch-agent.sh")
+        for name, ns in self.switch_nsname.items():
+            self.spawn(ns, "sh", agent, os.path.join(self.workdir, name), log_name=f"agent-{name}")
+
     def enter_controller(self) -> None:
         """Run the rest of this process (Redfish, HTTP clients) inside the ctl namespace."""
         enter(self.ctl)
@@ -127,7 +188,8 @@ class Lab:
         self.spawn(self.ctl, sys.executable, "-m", "bootstrap", "serve", zone_path,
                    "--state", state_path, "--bind", "0.0.0.0", "--server-id", self.controller,
                    *extra, log_name="serve")
-        ports = [f"swp{node.unit}" for node in self.servers]
+        ports = [f"swp{node.unit}" for node in self.servers] + self.switch_ports
+        self._start_core_relays()
         self.spawn(self.tor, "dhcrelay", "-4", "-d", "-a", "-m", "replace", "-iu", "core0",
                    *[arg for port in ports for arg in ("-id", port)], self.controller,
                    log_name="dhcrelay")

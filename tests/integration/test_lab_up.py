@@ -73,6 +73,12 @@ def test_lab_reaches_ready_and_status_matches(tmp_path):
         moves = [e["detail"]["to"] for e in store.events(node=node.name, kind="state", limit=500)]
         assert moves[-2:] == ["configured", "ready"], (node.name, moves)
     assert store.events(kind="pod-configured", limit=10)
+    # the switches got their identity through the relays that see them, then their ZTP
+    switches = {n["name"]: n["state"] for n in store.nodes(pod="p01", kind="switch")}
+    assert switches == {"p01-tor-a": "ready", "p01-tor-b": "ready", "p01-lom": "ready"}
+    for name, via in (("p01-tor-a", "core-1"), ("p01-tor-b", "core-2"), ("p01-lom", "gateway")):
+        lease = store.events(node=name, kind="lease", limit=5)[0]["detail"]
+        assert lease["address"] == plan.nodes[name].address and lease["switch"].startswith(via)
     bmc = store.node("p01-u03-bmc")
     assert bmc["state"] == "ready" and bmc["data"]["firmware"] == {"BIOS": "2.4.1"}
     snap = status(zone, state)
