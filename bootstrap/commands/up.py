@@ -100,7 +100,7 @@ def _up_lab(args, plan, store, pods, stop) -> int:
     lab.build()
     try:
         lab.start_services(os.path.abspath(args.zone), store.path)
-        lab.provision_switches()
+        lab.power_up()
         inventories = () if args.no_configure else lab.start_targets()
         lab.enter_controller()
         lab.start_bmcs()

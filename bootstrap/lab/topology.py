@@ -64,6 +64,7 @@ class Lab:
         self.switch_nsname: dict = {}
         self.core_relays: dict = {}
         self.switch_ports: list = []
+        self.bmc_ports: dict = {}
         self.prefix = prefix or f"zl{os.getpid()}"
         self.netns = Netns(self.prefix)
         self.procs: list[subprocess.Popen] = []
@@ -100,6 +101,7 @@ class Lab:
         subprocess.run(["ip", "netns", "exec", self.tor, "sysctl", "-qw",
                         "net.ipv4.ip_forward=1"], check=True)
         self._switches()
+        self._bmcs()
         for node in self.servers:
             port = f"swp{node.unit}"
             if node.unit in self.vm_units:
@@ -144,6 +146,28 @@ class Lab:
                 ip("route", "replace", f"{gateway}/32", "via", self.core_gateway, ns=self.ctl)
                 self.switch_ports.append(port)
 
+    def _bmcs(self) -> None:
+        """Each unit's BMC NIC behind the LoM switch (a relay namespace on the pod's lom
+        gateway, ports swpN): the BMCs take their lom addresses by DHCP. Their Redfish
+        service is the emulator, where the zone's ``redfish.url`` points."""
+        n = self.netns
+        bmcs = [self.plan.nodes[s.peer] for s in self.servers]
+        if not bmcs or bmcs[0].address is None:
+            return
+        self.lom = n.add("lom")
+        gateway = self.plan.subnet(bmcs[0]).gateway
+        n.veth(self.ctl, "up-lom", self.lom, "core0")
+        ip("addr", "add", f"{self.controller}/32", "dev", "up-lom", ns=self.ctl)
+        ip("route", "add", f"{gateway}/32", "dev", "up-lom", ns=self.ctl)
+        ip("addr", "add", f"{gateway}/32", "dev", "core0", ns=self.lom)
+        ip("route", "add", f"{self.controller}/32", "dev", "core0", ns=self.lom)
+        for bmc in bmcs:
+            port = bmc.links[0][1]
+            n.veth(self.lom, port, n.add(f"b{bmc.unit:02d}"), "eth0")
+            ip("addr", "add", f"{gateway}/32", "dev", port, ns=self.lom)
+            ip("route", "add", f"{bmc.address}/32", "dev", port, ns=self.lom)
+            self.bmc_ports[bmc.name] = port
+
     def _core_relay(self, core) -> str:
         """A namespace playing ``core``: upstream to ctl on the core's own address."""
         if core.name in self.core_relays:
@@ -168,11 +192,16 @@ class Lab:
                        *[arg for port in ports for arg in ("-id", port)], self.controller,
                        log_name=f"dhcrelay-{core}")
 
-    def provision_switches(self) -> None:
-        """Power the pod's switches on: each runs its ZTP / ONIE client."""
+    def power_up(self) -> None:
+        """Rack power on: switches run their ZTP / ONIE client, BMCs ask DHCP for their
+        lom address (the servers themselves stay off until their BMC powers them on)."""
         agent = os.path.join(os.path.dirname(AGENT), "switch-agent.sh")
         for name, ns in self.switch_nsname.items():
             self.spawn(ns, "sh", agent, os.path.join(self.workdir, name), log_name=f"agent-{name}")
+        for name in self.bmc_ports:
+            ns = f"{self.prefix}-b{self.plan.nodes[name].unit:02d}"
+            self.spawn(ns, "busybox", "udhcpc", "-i", "eth0", "-f", "-q", "-n", "-t", "20", "-T",
+                       "1", "-s", "/bin/true", log_name=f"dhcp-{name}")
 
     def enter_controller(self) -> None:
         """Run the rest of this process (Redfish, HTTP clients) inside the ctl namespace."""
@@ -190,6 +219,10 @@ class Lab:
                    *extra, log_name="serve")
         ports = [f"swp{node.unit}" for node in self.servers] + self.switch_ports
         self._start_core_relays()
+        if self.bmc_ports:
+            self.spawn(self.lom, "dhcrelay", "-4", "-d", "-a", "-m", "replace", "-iu", "core0",
+                       *[arg for port in self.bmc_ports.values() for arg in ("-id", port)],
+                       self.controller, log_name="dhcrelay-lom")
         self.spawn(self.tor, "dhcrelay", "-4", "-d", "-a", "-m", "replace", "-iu", "core0",
                    *[arg for port in ports for arg in ("-id", port)], self.controller,
                    log_name="dhcrelay")

@@ -79,6 +79,9 @@ def test_lab_reaches_ready_and_status_matches(tmp_path):
     for name, via in (("p01-tor-a", "core-1"), ("p01-tor-b", "core-2"), ("p01-lom", "gateway")):
         lease = store.events(node=name, kind="lease", limit=5)[0]["detail"]
         assert lease["address"] == plan.nodes[name].address and lease["switch"].startswith(via)
+    for node in plan.select("p01", "bmc"):  # every BMC took its lom address by DHCP
+        lease = store.events(node=node.name, kind="lease", limit=5)
+        assert lease and lease[0]["detail"]["address"] == node.address
     bmc = store.node("p01-u03-bmc")
     assert bmc["state"] == "ready" and bmc["data"]["firmware"] == {"BIOS": "2.4.1"}
     snap = status(zone, state)
