@@ -59,8 +59,10 @@ class Progress:
             self.live.start()
 
     def _render(self):
+        from rich.console import Group
         from rich.progress_bar import ProgressBar
         from rich.table import Table
+        from rich.text import Text
 
         snap = snapshot(self.store, events=8)
         table = Table(title=f"zone up — {time.monotonic() - self.started:.0f}s", expand=True)
@@ -70,9 +72,8 @@ class Progress:
             bar = ProgressBar(total=max(pod["servers"], 1), completed=pod["ready"], width=20)
             table.add_row(pod["name"], pod["state"], f"{pod['ready']}/{pod['servers']}", bar,
                           " ".join(f"{k}={v}" for k, v in pod["states"].items()))
-        for event in snap["events"]:
-            table.add_row("", "", "", "", event_line(event))
-        return table
+        events = [Text(event_line(e), no_wrap=True, overflow="ellipsis") for e in snap["events"]]
+        return Group(table, Text("recent events", style="bold"), *events)
 
     def update(self) -> None:
         if self.live is not None:
