@@ -5,19 +5,7 @@
 set -eu
 state=${1:?state dir}
 mkdir -p "$state"
-hook="$state/udhcpc.sh"
-cat > "$hook" <<'HOOK'
-#!/bin/sh
-case "$1" in
-  bound|renew)
-    ip addr flush dev "$interface"
-    ip addr add "$ip/${mask:-24}" dev "$interface"
-    [ -n "${router:-}" ] && ip route replace default via "${router%% *}" dev "$interface"
-    env | grep -E '^(ip|router|hostname|domain|dns|bootfile|boot_file|siaddr|serverid)=' > "$STATE/lease"
-    ;;
-esac
-HOOK
-chmod +x "$hook"
+hook="$(dirname "$0")/udhcpc-hook.sh"
 STATE=$state busybox udhcpc -i eth0 -f -q -n -t 20 -T 1 -s "$hook" \
     -x 0x4d:69505845 -V PXEClient:Arch:00000:UNDI:002001 -O bootfile >"$state/udhcpc.log" 2>&1
 . "$state/lease"
