@@ -32,9 +32,17 @@ def script(svc: HttpService, address: str | None, args) -> str:
     state = svc.state(node.name)
     if state in DONE:
         svc.event("ipxe-local-boot", node.name, address=address, by=how, state=state)
+    else:
+        svc.event("ipxe-script", node.name, address=address, by=how, image=node.image)
+        forward(svc, node, state, "booting", by=how)
+    return script_for(svc, node, state)
+
+
+def script_for(svc: HttpService, node, state: str | None) -> str:
+    """What a known server with a boot image gets in ``state``, recording nothing (the
+    nginx front pre-renders these as files)."""
+    if state in DONE:
         return svc.render_planned("ipxe-local.ipxe", node, reason=f"already {state}")
-    svc.event("ipxe-script", node.name, address=address, by=how, image=node.image)
-    forward(svc, node, state, "booting", by=how)
     return svc.render_planned("ipxe.ipxe", node)
 
 
