@@ -34,6 +34,7 @@ DEFAULTS = {
     "LEAN_BOOT": True,                # plain GET /boot/ipxe answered in front of Flask
     "EVENT_BATCH": False,             # True in gunicorn workers: events written by a thread
     "PARENT_METRICS_URL": None,       # set by HttpServer: the zone serve process's metrics
+    "FRONT_DIR": None,                # set by HttpServer under an nginx front: per-node scripts
 }
 
 

@@ -17,6 +17,7 @@ import contextlib
 import logging
 import os
 import pickle
+import shutil
 import signal
 import socket
 import subprocess
@@ -147,19 +148,27 @@ class HttpServer:
     """
 
     def __init__(self, plan: Plan, store: Store, bind: str = "0.0.0.0", port: int = 8080,
-                 config: dict | None = None, workers: int = WORKERS, threads: int = THREADS):
+                 config: dict | None = None, workers: int = WORKERS, threads: int = THREADS,
+                 front: str | None = None):
+        if front not in (None, "nginx"):
+            raise ValueError(f"unknown HTTP front {front!r} (only 'nginx')")
         self.plan, self.store, self.bind, self.port = plan, store, bind, port
         self.config = dict(config or {})
         self.config.setdefault("NODE_SECRET", node_secret(self.config, store.path))
         self.workers, self.threads = workers, threads
         self.proc = self.local = self.exporter = self.spec = None
+        self.front = front if store.path != ":memory:" else None
+        self.nginx = None
+        # Behind a front, gunicorn listens on a private loopback port only nginx talks to.
+        self.app_bind, self.app_port = (("127.0.0.1", _free_port()) if self.front
+                                        else (bind, port))
         self.stopping = threading.Event()
         self.lock = threading.Lock()
 
     def command(self, spec: str) -> list[str]:
         return [sys.executable, "-m", "bootstrap.http.wsgi", "--spec", spec,
                 "--parent", str(os.getpid()),
-                "--state", self.store.path, "--bind", self.bind, "--port", str(self.port),
+                "--state", self.store.path, "--bind", self.app_bind, "--port", str(self.app_port),
                 "--workers", str(self.workers), "--threads", str(self.threads)]
 
     def _start(self) -> None:
@@ -170,9 +179,23 @@ class HttpServer:
             # Our process's counters (DHCP, TFTP, DNS) for the child's /metrics, on loopback.
             self.exporter = ThreadedServer(make_wsgi_app(), "127.0.0.1", 0)
             self.config["PARENT_METRICS_URL"] = self.exporter.url + "/metrics"
+            if self.front:
+                self._start_front()
             self.spec = write_spec(self.plan, self.config)
             self.proc = subprocess.Popen(self.command(self.spec), stdin=subprocess.DEVNULL,
                                          env=_child_env())
+
+    def _start_front(self) -> None:
+        """nginx on the public port; gunicorn trusts the X-Forwarded-For nginx sets."""
+        from .front import NginxFront
+        folder = tempfile.mkdtemp(prefix="zone-front-", dir=os.path.dirname(
+            os.path.abspath(self.store.path)))
+        svc = create_app(self.plan, Store(self.store.path),
+                         dict(self.config, EVENT_BATCH=True)).extensions["zone"]
+        self.nginx = NginxFront(svc, folder, self.bind, self.port, self.app_port, self.workers,
+                                bool(self.config.get("TRUST_X_FORWARDED_FOR")))
+        self.config.update(TRUST_X_FORWARDED_FOR=True, FRONT_DIR=self.nginx.scripts)
+        self.nginx.start()
 
     def serve_forever(self) -> None:
         with self.lock:
@@ -195,6 +218,9 @@ class HttpServer:
         for server in (self.local, self.exporter):
             if server is not None:
                 server.close()
+        if self.nginx is not None:  # the public port first; it drains into gunicorn
+            self.nginx.stop(timeout)
+            shutil.rmtree(self.nginx.folder, ignore_errors=True)
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()  # SIGTERM: gunicorn finishes the requests in flight
             try:
@@ -202,6 +228,12 @@ class HttpServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def _child_env() -> dict:

@@ -1,0 +1,135 @@
+"""The nginx front under real nginx and gunicorn, spoken to by real curl from nodes' addresses."""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+
+import pytest
+
+from bootstrap.http import create_app
+from bootstrap.http.front import LogFollower, parse_line
+from bootstrap.http.wsgi import HttpServer
+from bootstrap.plan import compile_plan
+from bootstrap.state import Store
+from bootstrap.zone import load_zone
+from http_peers import API_TOKEN, SECRET, curl, eventually, free_port, loopback_zone, wait_until_up
+
+NGINX = "/usr/sbin/nginx"
+U02, U03, U04 = "127.17.1.12", "127.17.1.13", "127.17.1.14"
+pytestmark = pytest.mark.skipif(not os.path.exists(NGINX), reason="needs Debian nginx-light")
+
+
+@pytest.fixture(scope="module")
+def fronted(tmp_path_factory):
+    """The loopback lab zone behind nginx; yields (base URL, server, state path, plan)."""
+    folder = tmp_path_factory.mktemp("front")
+    port = free_port()
+    plan = compile_plan(load_zone(loopback_zone(folder, port)))
+    state = os.path.join(folder, "state", "zone.db")
+    store = Store(state)
+    store.seed(plan)
+    server = HttpServer(plan, store, "127.0.0.1", port, workers=1, threads=4, front="nginx",
+                        config={"NODE_SECRET": SECRET, "API_TOKEN": API_TOKEN})
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(base + "/healthz")
+        yield base, server, state, plan
+    finally:
+        server.shutdown()
+        thread.join(timeout=20)
+        store.close()
+    assert server.nginx.proc.poll() is not None and not os.path.exists(server.nginx.folder)
+
+
+def get(url: str, source: str | None = None) -> tuple[str, str]:
+    """(headers, body) of a GET."""
+    out = curl("-i", url, source=source).stdout.decode()
+    head, _, body = out.partition("\r\n\r\n")
+    return head, body
+
+
+def flask_script(plan, address: str) -> str:
+    """What the app itself answers for ``address`` while its node is still planned."""
+    store = Store(":memory:")
+    store.seed(plan)
+    app = create_app(plan, store, {"NODE_SECRET": SECRET})
+    return app.test_client().get("/boot/ipxe", environ_base={"REMOTE_ADDR": address}).text
+
+
+def test_nginx_serves_the_flask_script_and_the_follower_records_the_boot(fronted):
+    base, server, state, plan = fronted
+    expected = flask_script(plan, U02)
+    head, body = get(base + "/boot/ipxe", source=U02)
+    assert re.search(r"^Server: nginx", head, re.M | re.I)
+    assert body == expected and "/cloud-init/p01-u02/" in body
+    with open(os.path.join(server.nginx.folder, "boot.log")) as fh:  # nginx answered it
+        assert f"{U02} 200\n" in fh.read()
+    assert eventually(lambda: Store(state).node("p01-u02")["state"] == "booting")
+    events = eventually(lambda: Store(state).events(node="p01-u02", kind="ipxe-script"))
+    assert [e["detail"]["address"] for e in events] == [U02]
+    assert events[0]["source"] == "http"
+
+
+def test_unknown_address_and_query_string_fall_through_to_flask(fronted):
+    base, server, state, _ = fronted
+    head, body = get(base + "/boot/ipxe", source="127.17.9.99")
+    assert "sleep 30" in body and re.search(r"^Server: nginx", head, re.M | re.I)
+    unknown = eventually(lambda: Store(state).events(kind="ipxe-unknown"))
+    assert [e["detail"]["address"] for e in unknown] == ["127.17.9.99"]  # the client, via XFF
+    with open(os.path.join(server.nginx.folder, "boot.log")) as fh:  # not answered by nginx
+        assert "127.17.9.99" not in fh.read()
+    _, body = get(base + "/boot/ipxe?mac=52:54:00:00:00:01", source=U04)
+    assert body.startswith("#!ipxe") and "/cloud-init/p01-u04/" in body  # by address, in Flask
+    assert curl("-f", base + "/healthz").returncode == 0
+
+
+def test_after_phone_home_nginx_serves_the_local_boot_script(fronted):
+    base, server, state, _ = fronted
+    assert "kernel" in get(base + "/boot/ipxe", source=U03)[1]
+    out = curl("-f", "-X", "POST", "--data-urlencode", "hostname=p01-u03",
+               base + "/phone-home/p01-u03", source=U03).stdout.decode()
+    assert '"state":"installed"' in out.replace(" ", "")
+    head, body = get(base + "/boot/ipxe", source=U03)
+    assert re.search(r"^Server: nginx", head, re.M | re.I)
+    assert "already installed" in body and "kernel" not in body
+    with open(os.path.join(server.nginx.scripts, U03)) as fh:  # served from its file
+        assert fh.read() == body
+    assert eventually(lambda: Store(state).events(node="p01-u03", kind="ipxe-local-boot"))
+
+
+def test_follower_survives_bad_lines_truncation_and_rotation(tmp_path):
+    path = tmp_path / "boot.log"
+    seen, failed = [], []
+
+    def on_boot(address):
+        if address == "127.0.0.66":
+            failed.append(address)
+            raise RuntimeError("a failing handler is skipped too")
+        seen.append(address)
+    follower = LogFollower(str(path), on_boot, interval=0.01).start()
+    try:
+        path.write_bytes(b"127.0.0.1 200\n\xff\xfe garbage\nnonsense\n127.0.0.66 200\n"
+                         b"127.0.0.2 404\n127.0.0.3 200\n")
+        assert eventually(lambda: seen == ["127.0.0.1", "127.0.0.3"])
+        path.write_bytes(b"127.0.0.4 200\n")  # truncated and written again
+        assert eventually(lambda: seen[-1:] == ["127.0.0.4"])
+        os.rename(path, tmp_path / "boot.log.1")  # rotated: a new file at the path
+        path.write_bytes(b"127.0.0.5 200\n127.0.0.6 2")
+        assert eventually(lambda: seen[-1:] == ["127.0.0.5"])
+        with open(path, "ab") as fh:  # the rest of a line written in two pieces
+            fh.write(b"00\n")
+        assert eventually(lambda: seen[-1:] == ["127.0.0.6"])
+    finally:
+        follower.stop()
+    assert failed == ["127.0.0.66"] and follower.skipped == 4
+    assert not follower.thread.is_alive()
+
+
+def test_parse_line():
+    assert parse_line("10.0.0.1 200") == "10.0.0.1"
+    assert parse_line("10.0.0.1 404") is None
+    assert parse_line("../etc 200") is None and parse_line("") is None
