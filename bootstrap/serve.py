@@ -39,6 +39,7 @@ class ServeOptions:
     dns_forward: bool = False        # forward other zones to dns.upstreams
     tftp_root: str = "/usr/lib/ipxe"
     cache_dir: str | None = None
+    http_front: str | None = None    # "nginx": nginx answers /boot/ipxe from per-node files
 
 
 def pod_plan(zone: Zone, pod: str | None) -> Plan:
@@ -130,7 +131,8 @@ class Services:
     def _http(self):
         from .http.wsgi import HttpServer
 
-        server = HttpServer(self.plan, self.store, self.options.bind, self.options.http_port)
+        server = HttpServer(self.plan, self.store, self.options.bind, self.options.http_port,
+                            front=self.options.http_front)
         return server, server.serve_forever
 
     @staticmethod

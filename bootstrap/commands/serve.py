@@ -24,6 +24,9 @@ def register(sub) -> None:
     p.add_argument("--tftp-root", default="/usr/lib/ipxe", metavar="DIR")
     p.add_argument("--dns-forward", action="store_true",
                    help="forward queries for other zones to the zone's dns.upstreams")
+    p.add_argument("--http-front", choices=("nginx",), default=None,
+                   help="nginx answers /boot/ipxe from pre-rendered per-node files "
+                        "(needs /usr/sbin/nginx), gunicorn the rest")
     for name in ("dhcp", "tftp", "dns", "http"):
         p.add_argument(f"--no-{name}", action="store_true", help=f"do not run {name.upper()}")
     p.set_defaults(func=cmd_serve)
@@ -36,7 +39,8 @@ def cmd_serve(args) -> int:
                            dhcp_port=args.dhcp_port, tftp_port=args.tftp_port,
                            dns_port=args.dns_port, dhcp=not args.no_dhcp, tftp=not args.no_tftp,
                            dns=not args.no_dns, http=not args.no_http, workers=args.workers,
-                           tftp_root=args.tftp_root, dns_forward=args.dns_forward)
+                           tftp_root=args.tftp_root, dns_forward=args.dns_forward,
+                           http_front=args.http_front)
     services = Services(plan, store, options)
     signal.signal(signal.SIGTERM, lambda *_: services.stopped.set())
     services.start()

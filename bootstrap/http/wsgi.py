@@ -300,6 +300,7 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=THREADS)
     parser.add_argument("--public-url", help="base of handed-out URLs (default controller.url)")
     parser.add_argument("--trust-x-forwarded-for", action="store_true")
+    parser.add_argument("--front", choices=("nginx",), help="nginx answers /boot/ipxe from files")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if args.spec:
@@ -315,8 +316,26 @@ def main(argv=None) -> int:
     config.setdefault("TRUST_X_FORWARDED_FOR", args.trust_x_forwarded_for)
     if args.public_url:
         config["PUBLIC_URL"] = args.public_url
+    if args.front:
+        return _serve_fronted(plan, store, args, config)
     return serve_http(plan, store, args.bind, args.port, config, args.workers, args.threads,
                       register=not args.spec)
+
+
+def _serve_fronted(plan: Plan, store: Store, args, config: dict) -> int:
+    """:class:`HttpServer` with its front, from the main thread, until SIGTERM/SIGINT."""
+    server = HttpServer(plan, store, args.bind, args.port, config, args.workers, args.threads,
+                        front=args.front)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    thread = threading.Thread(target=server.serve_forever, daemon=True, name="zone-http")
+    thread.start()
+    while not stop.wait(0.5) and thread.is_alive():
+        pass
+    server.shutdown()
+    thread.join(timeout=20)
+    return 0
 
 
 if __name__ == "__main__":

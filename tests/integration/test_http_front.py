@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -133,3 +135,28 @@ def test_parse_line():
     assert parse_line("10.0.0.1 200") == "10.0.0.1"
     assert parse_line("10.0.0.1 404") is None
     assert parse_line("../etc 200") is None and parse_line("") is None
+
+
+def test_zone_serve_with_the_nginx_front_stops_with_it(tmp_path):
+    """``zone serve --http-front nginx``: nginx answers boots; SIGTERM stops nginx too."""
+    port = free_port()
+    zone = loopback_zone(tmp_path, port)
+    state = str(tmp_path / "state" / "zone.db")
+    proc = subprocess.Popen([sys.executable, "-m", "bootstrap.cli", "serve", zone, "--state", state,
+                             "--bind", "127.0.0.1", "--http-port", str(port), "--http-front", "nginx",
+                             "--no-dhcp", "--no-tftp", "--no-dns"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}/healthz")
+        head, body = get(f"http://127.0.0.1:{port}/boot/ipxe", source=U04)
+        assert re.search(r"^Server: nginx", head, re.M | re.I) and "/cloud-init/p01-u04/" in body
+        assert eventually(lambda: Store(state).node("p01-u04")["state"] == "booting")
+        nginx = [int(p) for p in subprocess.run(["pgrep", "-f", f"nginx: master.*{tmp_path}"],
+                                                capture_output=True, text=True).stdout.split()]
+        assert len(nginx) == 1
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=30) == 0
+    assert eventually(lambda: not os.path.exists(f"/proc/{nginx[0]}") or
+                      open(f"/proc/{nginx[0]}/stat").read().split()[2] == "Z")
+    assert not [p for p in os.listdir(tmp_path / "state") if p.startswith("zone-front-")]
