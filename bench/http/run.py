@@ -24,6 +24,7 @@ import statistics
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -113,12 +114,28 @@ def cpu_seconds(group: int) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-def measure(proc: subprocess.Popen, port: int, mode: str, folder: str, args) -> tuple:
-    """(requests/s, non-2xx answers, CPU µs per request) of one wrk run."""
+def settle(group: int, timeout: float = 120) -> float:
+    """Seconds until a server's processes go idle (the front's log follower catching up)."""
+    start = last = time.monotonic()
+    used = cpu_seconds(group)
+    while time.monotonic() - start < timeout:
+        time.sleep(0.5)
+        now = cpu_seconds(group)
+        if now - used < 0.05:
+            break
+        used, last = now, time.monotonic()
+    return last - start
+
+
+def measure(proc: subprocess.Popen, port: int, mode: str, folder: str, args,
+            idle: bool = False) -> tuple:
+    """(requests/s, non-2xx answers, CPU µs per request, seconds to catch up) of one wrk
+    run; with ``idle`` the CPU spent until the server is idle again counts too."""
     before = cpu_seconds(proc.pid)
     rate, bad = wrk(port, mode, folder, args)
+    lag = settle(proc.pid) if idle else 0.0
     used = cpu_seconds(proc.pid) - before
-    return rate, bad, used / max(rate * args.seconds, 1) * 1e6
+    return rate, bad, used / max(rate * args.seconds, 1) * 1e6, lag
 
 
 def start(cmd: list[str], port: int, log: str, cwd: str | None = None) -> subprocess.Popen:
@@ -139,18 +156,29 @@ def stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-def ours(tree: str, folder: str, args, round_: int) -> tuple:
-    """One run of the HTTP service of source ``tree`` on a fresh state database."""
+def ours(tree: str, folder: str, args, round_: int, front: str | None = None) -> tuple:
+    """One run of the HTTP service of source ``tree`` on a fresh state database; with
+    ``front`` behind it, CPU counted until its log follower has caught up."""
     port = free_port()
-    state = os.path.join(folder, f"state-{round_}-{abs(hash(tree))}", "zone.db")
+    state = os.path.join(folder, f"state-{round_}-{abs(hash(tree))}-{front}", "zone.db")
     proc = start([sys.executable, "-m", "bootstrap.http.wsgi", ZONE, "--state", state,
                   "--port", str(port), "--workers", str(args.workers),
-                  "--threads", str(args.threads), "--trust-x-forwarded-for"], port,
+                  "--threads", str(args.threads), "--trust-x-forwarded-for",
+                  *(["--front", front] if front else [])], port,
                  os.path.join(folder, "ours.log"), cwd=tree)
     try:
-        return measure(proc, port, "ours", folder, args)
+        result = measure(proc, port, "ours", folder, args, idle=bool(front))
     finally:
         stop(proc)
+    return (*result, *recorded(state)) if front else result
+
+
+def recorded(state: str) -> tuple[int, int]:
+    """(boot scripts the store recorded as served, nodes moved to booting): the follower's."""
+    with sqlite3.connect(state) as db:
+        events = db.execute("SELECT count(*) FROM events WHERE kind = 'ipxe-script'").fetchone()
+        booting = db.execute("SELECT count(*) FROM nodes WHERE state = 'booting'").fetchone()
+    return events[0], booting[0]
 
 
 def nginx(folder: str, args) -> tuple:
@@ -177,6 +205,11 @@ def report(results: dict, args) -> None:
         rates, cpu = [r[0] for r in runs], [r[2] for r in runs]
         print(f"{name:>12}: {spread(rates)} req/s, {spread(cpu)} CPU µs/request, "
               f"non-2xx {sum(r[1] for r in runs)}")
+        if len(runs[0]) > 4:
+            print(f"{'':>12}  follower caught up {spread([r[3] for r in runs], '{:.1f}')} s "
+                  f"after wrk; events recorded / requests served: "
+                  f"{spread([r[4] / (r[0] * args.seconds) for r in runs], '{:.3f}')}; "
+                  f"nodes moved to booting: {spread([r[5] for r in runs])}")
         if name != "nginx":
             ratios = [a / b for a, b in zip(rates, nginx_rates)]
             print(f"{'':>12}  ratio to nginx in the same round: {spread(ratios, '{:.3f}')}"
@@ -193,6 +226,8 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3, help="rounds (ours, then nginx)")
     parser.add_argument("--compare", action="append", default=[], metavar="TREE",
                         help="also bench the HTTP service of this source tree")
+    parser.add_argument("--front", choices=("nginx",),
+                        help="also bench ours behind its nginx front (--front nginx)")
     args = parser.parse_args()
     for tool in ("wrk", "nginx"):
         if not shutil.which(tool) and not os.path.exists(f"/usr/sbin/{tool}"):
@@ -206,10 +241,13 @@ def main() -> int:
           f"a run, {args.repeat} rounds; ours: gunicorn {args.workers}x{args.threads} gthread, "
           f"fresh state each run; nginx: {args.workers} workers")
     trees = {"ours": ROOT, **{os.path.basename(t.rstrip("/")): t for t in args.compare}}
-    results: dict = {name: [] for name in (*trees, "nginx")}
+    fronted = ("fronted",) if args.front else ()
+    results: dict = {name: [] for name in (*trees, *fronted, "nginx")}
     for round_ in range(args.repeat):
         for name, tree in trees.items():
             results[name].append(ours(tree, folder, args, round_))
+        if args.front:
+            results["fronted"].append(ours(ROOT, folder, args, round_, args.front))
         results["nginx"].append(nginx(folder, args))
         print(f"round {round_ + 1}: " + ", ".join(f"{n} {r[-1][0]:.0f}/s"
                                                  for n, r in results.items()), flush=True)

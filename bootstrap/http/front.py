@@ -32,6 +32,7 @@ from .boot import script, script_for
 log = logging.getLogger("bootstrap.http.front")
 NGINX = "/usr/sbin/nginx"
 BOOT_LOG = "boot.log"
+ROOM = 50_000  # queued events above which the follower waits (the writer drops at 100,000)
 CONF = """\
 {user}worker_processes {workers};
 master_process on;
@@ -181,16 +182,26 @@ class LogFollower:
 
 class Recorder:
     """``on_boot`` of the follower: what the app records for the request, after the fact,
-    and the node's file re-written when it no longer matches the app's answer."""
+    and the node's file re-written when it no longer matches the app's answer.
 
-    def __init__(self, svc, folder: str, written: dict):
-        self.svc, self.folder, self.written = svc, folder, written
+    Unlike a request, the follower can wait: when the batched event writer's queue is
+    nearly full it pauses (the log keeps the lines) instead of letting events be dropped.
+    """
+
+    def __init__(self, svc, folder: str, written: dict, room: int = ROOM):
+        self.svc, self.folder, self.written, self.room = svc, folder, written, room
 
     def __call__(self, address: str) -> None:
+        self._wait_for_room()
         text = script(self.svc, address, {})
         if address in self.written and self.written[address] != text:
             publish(self.folder, address, text)
             self.written[address] = text
+
+    def _wait_for_room(self) -> None:
+        writer = self.svc.events.writer  # made on the first event (EventSink, batched)
+        while writer is not None and writer.queue.qsize() > self.room:
+            time.sleep(0.01)
 
 
 def _die_with_parent() -> None:
