@@ -101,7 +101,7 @@ def wrk(port: int, mode: str, folder: str, args) -> tuple[float, int]:
 
 
 def cpu_seconds(group: int) -> float:
-    """user + system time of every live process of a process group (a server's)."""
+    """user + system time of every live process of a session (a server's, nginx front too)."""
     total = 0
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
@@ -109,7 +109,7 @@ def cpu_seconds(group: int) -> float:
                 fields = fh.read().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(fields[2]) == group:  # fields after the name: state, ppid, pgrp, …
+        if int(fields[3]) == group:  # fields after the name: state, ppid, pgrp, session, …
             total += int(fields[11]) + int(fields[12])
     return total / os.sysconf("SC_CLK_TCK")
 

@@ -18,14 +18,17 @@ the follower also rewrites any file that no longer matches what the app would an
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
+import socket
 import subprocess
 import tempfile
 import threading
 import time
 
+from ..errors import InputError, WorkError
 from ..plan import Node
 from .boot import script, script_for
 
@@ -232,6 +235,8 @@ class NginxFront:
         return CONF.format(**self.values)
 
     def start(self) -> None:
+        if not os.access(NGINX, os.X_OK):
+            raise InputError(f"the nginx front needs {NGINX} (Debian nginx-light)")
         os.makedirs(os.path.join(self.folder, "tmp"), exist_ok=True)
         os.chmod(self.folder, 0o755)
         written = publish_all(self.svc, self.scripts)
@@ -242,7 +247,28 @@ class NginxFront:
         with open(os.path.join(self.folder, "nginx.out"), "ab") as out:
             self.proc = subprocess.Popen([NGINX, "-p", self.folder, "-c", self.conf],
                                          stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                                         preexec_fn=_die_with_parent)
+                                         preexec_fn=_die_with_parent, process_group=0)
+        self._wait_listening()
+
+    def _wait_listening(self, timeout: float = 15) -> None:
+        """Return once nginx accepts connections; raise with its error log if it exits."""
+        host = "127.0.0.1" if self.values["bind"] in ("0.0.0.0", "") else self.values["bind"]
+        deadline = time.monotonic() + timeout
+        while self.proc.poll() is None and time.monotonic() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex((host, self.values["port"])) == 0:
+                    return
+            time.sleep(0.05)
+        raise WorkError(f"nginx did not start on {self.values['bind']}:{self.values['port']}: "
+                        + self.error_tail())
+
+    def error_tail(self) -> str:
+        try:
+            with open(os.path.join(self.folder, "error.log"), encoding="utf-8",
+                      errors="replace") as fh:
+                return " | ".join(fh.read().strip().splitlines()[-3:]) or "no error logged"
+        except OSError:
+            return "no error log"
 
     def stop(self, timeout: float = 10) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -252,6 +278,10 @@ class NginxFront:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout)
+        if self.proc is not None:
+            # nginx's workers outlive a master that was killed: its process group has them
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
         if self.follower is not None:
             self.follower.stop()
         self.svc.close()

@@ -159,6 +159,7 @@ class HttpServer:
         self.proc = self.local = self.exporter = self.spec = None
         self.front = front if store.path != ":memory:" else None
         self.nginx = None
+        self.front_died = False
         # Behind a front, gunicorn listens on a private loopback port only nginx talks to.
         self.app_bind, self.app_port = (("127.0.0.1", _free_port()) if self.front
                                         else (bind, port))
@@ -184,6 +185,9 @@ class HttpServer:
             self.spec = write_spec(self.plan, self.config)
             self.proc = subprocess.Popen(self.command(self.spec), stdin=subprocess.DEVNULL,
                                          env=_child_env())
+            if self.nginx is not None:
+                threading.Thread(target=self._watch_front, daemon=True,
+                                 name="zone-http-front").start()
 
     def _start_front(self) -> None:
         """nginx on the public port; gunicorn trusts the X-Forwarded-For nginx sets."""
@@ -197,6 +201,15 @@ class HttpServer:
         self.config.update(TRUST_X_FORWARDED_FOR=True, FRONT_DIR=self.nginx.scripts)
         self.nginx.start()
 
+    def _watch_front(self) -> None:
+        """nginx gone while serving: stop gunicorn too, so serve_forever reports it."""
+        code = self.nginx.proc.wait()
+        if not self.stopping.is_set():
+            log.error("nginx in front of the HTTP service exited with status %s: %s", code,
+                      self.nginx.error_tail())
+            self.front_died = True
+            self.proc.terminate()
+
     def serve_forever(self) -> None:
         with self.lock:
             if self.stopping.is_set():
@@ -208,7 +221,7 @@ class HttpServer:
         code = self.proc.wait()
         with contextlib.suppress(OSError):  # the child removes it; unless it died first
             os.unlink(self.spec)
-        if code and not self.stopping.is_set():
+        if (code or self.front_died) and not self.stopping.is_set():
             raise WorkError(f"the HTTP service on {self.bind}:{self.port} exited "
                             f"with status {code}")
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
 import threading
 
 import pytest
 
+from bootstrap.errors import WorkError
 from bootstrap.http import create_app
 from bootstrap.http.front import LogFollower, parse_line
 from bootstrap.http.wsgi import HttpServer
@@ -160,3 +162,47 @@ def test_zone_serve_with_the_nginx_front_stops_with_it(tmp_path):
     assert eventually(lambda: not os.path.exists(f"/proc/{nginx[0]}") or
                       open(f"/proc/{nginx[0]}/stat").read().split()[2] == "Z")
     assert not [p for p in os.listdir(tmp_path / "state") if p.startswith("zone-front-")]
+
+
+def test_nginx_that_cannot_listen_fails_the_service_with_its_reason(tmp_path):
+    port = free_port()
+    plan = compile_plan(load_zone(loopback_zone(tmp_path, port)))
+    store = Store(str(tmp_path / "zone.db"))
+    store.seed(plan)
+    server = HttpServer(plan, store, "127.0.0.1", port, workers=1, front="nginx",
+                        config={"NODE_SECRET": SECRET})
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port))  # bound, not listening: nginx's bind fails
+        try:
+            with pytest.raises(WorkError, match="nginx did not start.*(in use|bind)"):
+                server.serve_forever()
+        finally:
+            server.shutdown()
+    assert server.proc is None and server.nginx.proc.poll() is not None
+    assert not os.path.exists(server.nginx.folder)
+
+
+def test_nginx_dying_while_serving_stops_the_service_with_an_error(tmp_path):
+    port = free_port()
+    plan = compile_plan(load_zone(loopback_zone(tmp_path, port)))
+    store = Store(str(tmp_path / "zone.db"))
+    store.seed(plan)
+    server = HttpServer(plan, store, "127.0.0.1", port, workers=1, front="nginx",
+                        config={"NODE_SECRET": SECRET})
+    errors = []
+
+    def run():
+        try:
+            server.serve_forever()
+        except WorkError as exc:
+            errors.append(exc)
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}/healthz")
+        server.nginx.proc.kill()
+        thread.join(timeout=30)
+        assert errors and server.proc.poll() is not None  # gunicorn stopped with it
+    finally:
+        server.shutdown()
+        thread.join(timeout=20)
