@@ -206,3 +206,19 @@ def test_nginx_dying_while_serving_stops_the_service_with_an_error(tmp_path):
     finally:
         server.shutdown()
         thread.join(timeout=20)
+
+
+def test_a_state_moved_by_the_api_reaches_the_file_on_its_next_hit(fronted):
+    base, server, state, _ = fronted
+    auth = ["-H", f"Authorization: Bearer {API_TOKEN}", "-H", "Content-Type: application/json"]
+    curl("-f", *auth, "-X", "PATCH", "-d", '{"state": "booting"}', base + "/api/v1/nodes/p01-u01")
+    curl("-f", *auth, "-X", "PATCH", "-d", '{"state": "installed"}', base + "/api/v1/nodes/p01-u01")
+    assert Store(state).node("p01-u01")["state"] == "installed"
+    path = os.path.join(server.nginx.scripts, "127.17.1.11")
+    get(base + "/boot/ipxe", source="127.17.1.11")  # may still be the stale install script
+
+    def rewritten():
+        with open(path) as fh:
+            return "already installed" in fh.read()
+    assert eventually(rewritten)
+    assert "already installed" in get(base + "/boot/ipxe", source="127.17.1.11")[1]
