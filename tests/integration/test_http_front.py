@@ -145,7 +145,8 @@ def test_zone_serve_with_the_nginx_front_stops_with_it(tmp_path):
     zone = loopback_zone(tmp_path, port)
     state = str(tmp_path / "state" / "zone.db")
     proc = subprocess.Popen([sys.executable, "-m", "bootstrap.cli", "serve", zone, "--state", state,
-                             "--bind", "127.0.0.1", "--http-port", str(port), "--http-front", "nginx",
+                             "--bind", "127.0.0.1", "--http-port", str(port),
+                             "--http-front", "nginx",
                              "--no-dhcp", "--no-tftp", "--no-dns"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
