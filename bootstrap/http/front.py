@@ -284,4 +284,5 @@ class NginxFront:
                 os.killpg(self.proc.pid, signal.SIGKILL)
         if self.follower is not None:
             self.follower.stop()
-        self.svc.close()
+        self.svc.close()  # its batched events written
+        self.svc.store.close()  # the connection HttpServer opened for the front alone
