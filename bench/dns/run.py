@@ -25,7 +25,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -38,6 +37,7 @@ sys.path.insert(0, ROOT)
 from bootstrap.plan import compile_plan  # noqa: E402
 from bootstrap.render.dnszone import zones  # noqa: E402
 from bootstrap.zone import load_zone  # noqa: E402
+from bench.benchlib import free_port, serve_program  # noqa: E402
 
 NSD_CONF = """server:
   ip-address: 127.0.0.1@{port}
@@ -59,23 +59,12 @@ remote-control:
   control-enable: no
 """
 
-OURS = """
-import signal, sys
-signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})  # for sigwait, in every thread
+OURS = serve_program("""
 from bootstrap.dns import DnsService
 from bootstrap.plan import compile_plan
 from bootstrap.zone import load_zone
 service = DnsService(compile_plan(load_zone(sys.argv[1])), "127.0.0.1", int(sys.argv[2])).start()
-print("ready", flush=True)
-signal.sigwait([signal.SIGTERM, signal.SIGINT])
-service.stop()
-"""
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+""")
 
 
 def render(zone: str, folder: str) -> str:

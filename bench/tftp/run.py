@@ -22,7 +22,6 @@ import filecmp
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,23 +30,15 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 IPXE = "/usr/lib/ipxe"
+sys.path.insert(0, ROOT)
 
-OURS = """
-import signal, sys
-signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})  # for sigwait, in every thread
+from bench.benchlib import free_port, serve_program  # noqa: E402
+
+OURS = serve_program("""
 from bootstrap.tftp import TftpService
 service = TftpService(sys.argv[1], sys.argv[2], None, "127.0.0.1", int(sys.argv[3]),
                       workers=int(sys.argv[4])).start()
-print("ready", flush=True)
-signal.sigwait([signal.SIGTERM, signal.SIGINT])
-service.stop()
-"""
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+""")
 
 
 def start_ours(port: int, cache: str, workers: int):
