@@ -83,14 +83,9 @@ def configure_step(plan: Plan, store: Store, args, extra_inventories=()):
     """The pod's installed servers handed to Ansible (playbooks/site.yml via ansible-runner)."""
     import os
 
-    from .ansible import Options, configure_pod
-    from .render import inventory
+    from .ansible import configure_pod, prepare
 
-    state_dir = os.path.dirname(os.path.abspath(store.path))
-    rendered = os.path.join(state_dir, "inventory")
-    inventory.write(plan, rendered)
-    opts = Options(work_dir=os.path.join(state_dir, "ansible"),
-                   inventories=(rendered, *extra_inventories))
+    opts = prepare(plan, os.path.dirname(os.path.abspath(store.path)), extra_inventories)
 
     def run(pod: str) -> None:
         installed = [n["name"] for n in store.nodes(pod=pod, kind="server")
