@@ -184,9 +184,7 @@ def _report_apply(args, results, seconds: float) -> int:
     else:
         print(f"{len(results)} BMCs in {seconds:.1f}s: {len(updated)} updated, "
               f"{len(compliant)} already compliant, {len(errors)} failed")
-        for name, reason in errors.items():
-            print(f"{name}: FAILED {reason}")
-    return 1 if errors else 0
+    return _report_failures(args, errors)
 
 
 def _boot(args, plan, settings, store) -> int:
@@ -204,6 +202,12 @@ def _boot(args, plan, settings, store) -> int:
     else:
         print(f"{len(results) - len(errors)} of {len(results)} nodes set to boot once from "
               f"the network and reset")
+    return _report_failures(args, errors)
+
+
+def _report_failures(args, errors: dict) -> int:
+    """One line per failed BMC (--json output already lists them); exit 1 when any failed."""
+    if not args.json:
         for name, reason in errors.items():
             print(f"{name}: FAILED {reason}")
     return 1 if errors else 0

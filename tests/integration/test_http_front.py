@@ -165,13 +165,18 @@ def test_zone_serve_with_the_nginx_front_stops_with_it(tmp_path):
     assert not [p for p in os.listdir(tmp_path / "state") if p.startswith("zone-front-")]
 
 
-def test_nginx_that_cannot_listen_fails_the_service_with_its_reason(tmp_path):
-    port = free_port()
+def fronted_server(tmp_path, port: int) -> HttpServer:
+    """An HttpServer with the nginx front for the loopback lab zone, not yet started."""
     plan = compile_plan(load_zone(loopback_zone(tmp_path, port)))
     store = Store(str(tmp_path / "zone.db"))
     store.seed(plan)
-    server = HttpServer(plan, store, "127.0.0.1", port, workers=1, front="nginx",
-                        config={"NODE_SECRET": SECRET})
+    return HttpServer(plan, store, "127.0.0.1", port, workers=1, front="nginx",
+                      config={"NODE_SECRET": SECRET})
+
+
+def test_nginx_that_cannot_listen_fails_the_service_with_its_reason(tmp_path):
+    port = free_port()
+    server = fronted_server(tmp_path, port)
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", port))  # bound, not listening: nginx's bind fails
         try:
@@ -185,11 +190,7 @@ def test_nginx_that_cannot_listen_fails_the_service_with_its_reason(tmp_path):
 
 def test_nginx_dying_while_serving_stops_the_service_with_an_error(tmp_path):
     port = free_port()
-    plan = compile_plan(load_zone(loopback_zone(tmp_path, port)))
-    store = Store(str(tmp_path / "zone.db"))
-    store.seed(plan)
-    server = HttpServer(plan, store, "127.0.0.1", port, workers=1, front="nginx",
-                        config={"NODE_SECRET": SECRET})
+    server = fronted_server(tmp_path, port)
     errors = []
 
     def run():
