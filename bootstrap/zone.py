@@ -126,6 +126,9 @@ class DhcpSettings:
     renew_time: int = 1800
     rebind_time: int = 3150
     trusted_relays: tuple[str, ...] = ()
+    # Where relayed packets may come from (CIDRs); empty: subnet 0 of every network,
+    # the core/transit range, besides giaddr itself and the zone's switch addresses.
+    relay_sources: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -316,6 +319,17 @@ class _Builder:
                 self.r.error(d[key].line_of(i), f"{what}.{key}: '{value}' is not an IPv4 address")
         return values
 
+    def _cidrs(self, d: SrcDict, key: str, what: str) -> tuple:
+        values = self.r.text_list(d, key, what)
+        out = []
+        for i, value in enumerate(values):
+            try:
+                out.append(str(ipaddress.IPv4Network(value, strict=False)))
+            except ValueError:
+                self.r.error(d[key].line_of(i), f"{what}.{key}: '{value}' is not an IPv4 "
+                             "address or network")
+        return tuple(out)
+
     def dns(self) -> tuple:
         d = self.section("dns")
         self.r.keys(d, "dns", ("upstreams",))
@@ -389,12 +403,13 @@ class _Builder:
 
     def dhcp(self) -> DhcpSettings:
         d = self.section("dhcp")
-        self.r.keys(d, "dhcp", ("lease_time", "renew_time", "rebind_time", "trusted_relays"))
+        self.r.keys(d, "dhcp", ("lease_time", "renew_time", "rebind_time", "trusted_relays",
+                                     "relay_sources"))
         lease = self.r.integer(d, "lease_time", "dhcp", 3600, low=60)
         return DhcpSettings(
             lease, self.r.integer(d, "renew_time", "dhcp", lease // 2, low=30, high=lease),
             self.r.integer(d, "rebind_time", "dhcp", lease * 7 // 8, low=30, high=lease),
-            self._addresses(d, "trusted_relays", "dhcp"))
+            self._addresses(d, "trusted_relays", "dhcp"), self._cidrs(d, "relay_sources", "dhcp"))
 
     def up(self) -> UpSettings:
         d = self.section("up")
