@@ -2,25 +2,29 @@
 
 The library does the HTTP; this layer adds what a fleet needs: basic auth (the
 library's session login is not what every BMC accepts), TLS verification on by
-default, short timeouts, retries with backoff only for transient failures, and
-every HTTP answer mapped to an error in one place (:mod:`.errors`).
+default, short timeouts, retries with jittered backoff for transient failures
+(connection trouble, 429/500/502/503/504) where repeating the request is safe,
+and every HTTP answer mapped to an error in one place (:mod:`.errors`).
 Credentials never reach a log line or an exception text.
 """
 
 from __future__ import annotations
 
 import base64
+import email.utils
 import logging
 import os
+import random
 import time
 from dataclasses import dataclass, field
 
 import redfish
 import requests
+import urllib3
 from redfish.rest.v1 import RetriesExhaustedError
 
 from ..errors import InputError
-from .errors import BmcUnreachable, Transient, error_for
+from .errors import BmcUnreachable, error_for
 
 log = logging.getLogger(__name__)
 # The library logs every request at INFO ("Attempt 1 of …"); that is our job, at DEBUG.
@@ -111,14 +115,29 @@ class Answer:
 
 @dataclass(frozen=True)
 class Policy:
-    """Timeouts and retries; ``backoff`` doubles after every retry."""
+    """Timeouts and retries: the pause before retry n is ``backoff * 2**n`` capped at
+    ``backoff_cap``, drawn from its upper half (jitter, so a fleet that failed together
+    does not come back together); a ``Retry-After`` replaces it, up to ``retry_after_cap``."""
 
     timeout: float = 10.0
-    retries: int = 3
+    retries: int = 4
     backoff: float = 0.5
+    backoff_cap: float = 8.0
+    retry_after_cap: float = 30.0
+
+    def pauses(self, rand=random.random):
+        delay = self.backoff
+        while True:
+            yield delay * (0.5 + rand() / 2)
+            delay = min(self.backoff_cap, delay * 2)
 
 
-_SAFE_TO_REPEAT = frozenset({"GET", "HEAD"})
+# Repeating these leaves the BMC as one request would (RFC 9110 idempotent methods).
+_IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "PATCH", "DELETE"})
+# The BMC says it did not act: worth repeating any request.
+_NOT_DONE = frozenset({429, 503})
+# The BMC may or may not have acted: only an idempotent request is repeated.
+_MAYBE_DONE = frozenset({500, 502, 504})
 
 
 class BmcClient:
@@ -129,7 +148,7 @@ class BmcClient:
         self.name = endpoint.node
         self._creds, self._tls = creds, tls
         self._rf = None
-        self._sleep = time.sleep
+        self._sleep, self._rand = time.sleep, random.random
 
     def connect(self) -> "BmcClient":
         """Set up the connection with basic auth; nothing is sent yet.
@@ -163,52 +182,68 @@ class BmcClient:
     def get(self, path: str, what: str | None = None) -> dict:
         return self.request("GET", path, what=what).body
 
-    def post(self, path: str, body: dict, what: str | None = None) -> Answer:
-        return self.request("POST", path, body, what=what)
+    def post(self, path: str, body: dict, what: str | None = None, settled=None) -> Answer:
+        return self.request("POST", path, body, what=what, settled=settled)
 
     def patch(self, path: str, body: dict, what: str | None = None) -> Answer:
         return self.request("PATCH", path, body, what=what)
 
     def request(self, method: str, path: str, body: dict | None = None,
-                what: str | None = None, ok=()) -> Answer:
-        """One request; HTTP errors raise (statuses in ``ok`` are returned instead)."""
+                what: str | None = None, ok=(), settled=None) -> Answer:
+        """One request, repeated while its failure is transient and repeating is safe.
+
+        HTTP errors raise (statuses in ``ok`` are returned instead). ``settled``
+        makes a non-idempotent request safe to repeat: called before each repeat,
+        it looks whether the first attempt took effect after all and returns the
+        :class:`Answer` that stands for it, or None to send the request again.
+        """
         what = what or f"{method} {path}"
-        answer = self._call(lambda: self._once(method, path, body, what), what, method)
-        exc = None if answer.status in ok else error_for(answer.status, answer.body, self.name, what)
-        if exc is not None:
-            raise exc
-        return answer
-
-    def _once(self, method: str, path: str, body, what: str) -> Answer:
-        if self._rf is None:
-            raise BmcUnreachable("not connected", self.name)
-        resp = self._rf._rest_request(path, method=method, body=body)
-        answer = Answer(resp.status, _json(resp), _headers(resp.getheaders()))
-        if answer.status in (429, 503) or (method in _SAFE_TO_REPEAT and answer.status in (502, 504)):
-            exc = error_for(answer.status, answer.body, self.name, what)
-            exc.retry_after = _retry_after(answer.header("retry-after"))
-            raise exc
-        return answer
-
-    def _call(self, fn, what: str, method: str):
-        """Run ``fn`` with retries and backoff for transient failures only."""
-        delay = self.policy.backoff
-        for attempt in range(self.policy.retries + 1):
-            try:
-                return fn()
-            except RetriesExhaustedError as exc:
-                failure = _unreachable(exc.__cause__, self.name, what)
-                repeat = _worth_repeating(exc.__cause__, method)
-            except Transient as exc:
-                failure, repeat = exc, True
-            if not repeat or attempt == self.policy.retries:
-                raise failure
-            pause = failure.retry_after if getattr(failure, "retry_after", None) else delay
-            log.debug("%s: %s; retry %d in %.1fs", self.name, failure.message, attempt + 1, pause)
-            self._sleep(min(pause, 30.0))
-            delay *= 2
+        repeatable = method in _IDEMPOTENT or settled is not None
+        pauses = self.policy.pauses(self._rand)
+        for attempt in range(1, self.policy.retries + 2):
+            answer, failure = self._once(method, path, body, what, ok)
+            if failure is None:
+                return answer
+            if attempt > self.policy.retries or not _worth_repeating(failure, repeatable):
+                raise failure.gave_up(attempt)
+            pause = self._pause(failure, next(pauses))
+            log.debug("%s: %s; retry %d of %d in %.2fs", self.name, failure.message, attempt,
+                      self.policy.retries, pause)
+            self._sleep(pause)
+            done = settled() if settled is not None else None
+            if done is not None:
+                return done
         raise AssertionError("unreachable")
 
+    def _once(self, method: str, path: str, body, what: str, ok) -> tuple:
+        """(answer, None) or (None, the failure): one attempt, nothing repeated."""
+        if self._rf is None:
+            return None, BmcUnreachable("not connected", self.name)
+        try:
+            resp = self._rf._rest_request(path, method=method, body=body)
+        except RetriesExhaustedError as exc:
+            return None, _unreachable(exc.__cause__, self.name, what)
+        answer = Answer(resp.status, _json(resp), _headers(resp.getheaders()))
+        failure = None if answer.status in ok else error_for(
+            answer.status, answer.body, self.name, what)
+        if failure is not None:
+            failure.retry_after = _retry_after(answer.header("retry-after"))
+            return None, failure
+        return answer, None
+
+    def _pause(self, failure, backoff: float) -> float:
+        if failure.retry_after is not None:
+            return min(failure.retry_after, self.policy.retry_after_cap)
+        return backoff
+
+
+def _worth_repeating(failure, repeatable: bool) -> bool:
+    """Repeat what the BMC did not do, and what it may have done only when that is safe."""
+    if isinstance(failure, BmcUnreachable):
+        return not failure.final and (repeatable or not failure.maybe_sent)
+    if failure.status in _NOT_DONE:
+        return True
+    return repeatable and failure.status in _MAYBE_DONE
 
 
 def _json(resp) -> dict:
@@ -225,23 +260,28 @@ def _headers(raw) -> dict:
 
 
 def _retry_after(value: str | None) -> float | None:
-    try:
-        return max(0.0, float(value)) if value else None
-    except ValueError:
+    """Seconds from a ``Retry-After`` header: delay-seconds or an HTTP date."""
+    if not value:
         return None
-
-
-def _worth_repeating(cause, method: str) -> bool:
-    """A certificate the BMC will present again fails again; other network trouble may pass."""
-    if isinstance(cause, requests.exceptions.SSLError):
-        return False
-    return method in _SAFE_TO_REPEAT or _nothing_sent(cause)
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - time.time())
 
 
 def _nothing_sent(cause) -> bool:
-    """A failure before the request reached the BMC: safe to repeat even a POST."""
-    return isinstance(cause, requests.exceptions.ConnectionError) and not isinstance(
-        cause, (requests.exceptions.ReadTimeout, requests.exceptions.SSLError))
+    """A failure before the request reached the BMC (refused, connect timeout)."""
+    if isinstance(cause, requests.exceptions.ConnectTimeout):
+        return True
+    reason = getattr(cause.args[0], "reason", None) if getattr(cause, "args", None) else None
+    return isinstance(reason, urllib3.exceptions.ConnectTimeoutError)  # NewConnectionError too
 
 
 def _unreachable(cause, bmc: str, what: str) -> BmcUnreachable:
@@ -253,12 +293,17 @@ def _unreachable(cause, bmc: str, what: str) -> BmcUnreachable:
         reason = f"cannot connect ({_short(cause)})"
     else:
         reason = _short(cause) if cause else "no answer"
-    return BmcUnreachable(f"{what}: {reason}", bmc)
+    exc = BmcUnreachable(f"{what}: {reason}", bmc)
+    # A certificate the BMC will present again fails again; other network trouble may pass.
+    exc.final = isinstance(cause, requests.exceptions.SSLError)
+    exc.maybe_sent = not _nothing_sent(cause)
+    return exc
 
 
 def _short(exc) -> str:
     text = str(exc)
-    for marker in ("certificate verify failed", "Connection refused", "Name or service not known"):
+    for marker in ("certificate verify failed", "Connection refused", "Name or service not known",
+                   "Connection reset by peer", "Remote end closed connection"):
         if marker in text:
             return marker
     return text[:160]

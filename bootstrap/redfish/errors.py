@@ -14,13 +14,31 @@ class RedfishError(WorkError):
 
     template = "{bmc}: {message}"
 
+    status: int | None = None        # the HTTP status it stands for, when it came from one
+    retry_after: float | None = None  # seconds the BMC asked us to wait (Retry-After)
+
     def __init__(self, message: str = "", bmc: str = "?", **fields):
         super().__init__(message, bmc=bmc, **fields)
         self.bmc, self.message = bmc, message
 
+    def gave_up(self, attempts: int) -> "RedfishError":
+        """The same failure, saying how many attempts were spent on it (one line)."""
+        if attempts < 2:
+            return self
+        again = type(self)(f"{self.message} (gave up after {attempts} attempts)", self.bmc)
+        again.status = self.status
+        return again
+
 
 class BmcUnreachable(RedfishError):
-    """No answer: connection refused, timed out, TLS failure."""
+    """No answer: connection refused, timed out, reset, TLS failure.
+
+    ``maybe_sent``: the request may have reached the BMC (a read timeout, a reset
+    after sending), so only an idempotent request may be repeated; ``final``: the
+    same failure would come again (a certificate the BMC will present again)."""
+
+    maybe_sent: bool = False
+    final: bool = False
 
 
 class AuthFailed(RedfishError):
@@ -41,8 +59,6 @@ class BmcServerError(RedfishError):
 
 class Transient(RedfishError):
     """429/502/503/504: worth retrying after a pause."""
-
-    retry_after: float | None = None
 
 
 class TaskFailed(RedfishError):
@@ -87,17 +103,34 @@ def error_for(status: int, body, bmc: str, what: str) -> RedfishError | None:
     """The exception an HTTP ``status`` stands for, or None when it is a success."""
     if status < 400:
         return None
-    detail = bmc_message(body) or f"HTTP {status}"
-    message = f"{what}: {detail}" if detail.startswith("HTTP") else f"{what}: HTTP {status}: {detail}"
+    exc = _error_class(status)(_error_text(status, body, what), bmc)
+    exc.status = status
+    return exc
+
+
+def _error_class(status: int) -> type:
     if status in (401, 403):
-        return AuthFailed(f"{what}: HTTP {status}: credentials refused", bmc)
+        return AuthFailed
     if status == 404:
-        return ResourceMissing(message, bmc)
+        return ResourceMissing
     if status in TRANSIENT_STATUS:
-        return Transient(message, bmc)
-    if status >= 500:
-        return BmcServerError(message, bmc)
-    return BmcRefused(message, bmc)
+        return Transient
+    return BmcServerError if status >= 500 else BmcRefused
+
+
+def _error_text(status: int, body, what: str) -> str:
+    if status in (401, 403):
+        return f"{what}: HTTP {status}: credentials refused"   # never the BMC's echo of them
+    detail = bmc_message(body) or f"HTTP {status}"
+    return f"{what}: {detail}" if detail.startswith("HTTP") else f"{what}: HTTP {status}: {detail}"
+
+
+def passing(exc) -> bool:
+    """A failure a later look may not see: a busy or erroring BMC, or no answer
+    (except a TLS failure). What a long wait (a task, a reset) polls through."""
+    if isinstance(exc, BmcUnreachable):
+        return not exc.final
+    return isinstance(exc, (Transient, BmcServerError))
 
 
 def raise_for_response(status: int, body, bmc: str, what: str) -> None:

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field, replace
 
 from . import catalog
 from ..metrics import FIRMWARE_SECONDS
-from .client import (BmcClient, Credentials, Endpoint, Policy, Tls, endpoint_for,
+from .client import (Answer, BmcClient, Credentials, Endpoint, Policy, Tls, endpoint_for,
                      load_credentials, tls_settings)
-from .errors import VerifyFailed
+from .errors import RedfishError, VerifyFailed, passing
 from .images import image_url
 from .managers import manager_firmware
 from .rollout import Limits, run_bounded
@@ -128,7 +128,7 @@ def update_node(settings: Settings, bmc, image_urls: dict, recorder) -> NodeResu
         todo = catalog.drift(steps)
         # The first update starts before the NICs are read: the BMC is busy for
         # minutes anyway, and every request saved here shortens the whole rollout.
-        ref = _submit(client, found, todo[0], image_urls[todo[0].firmware]) if todo else None
+        ref = _submit(settings, client, found, todo[0], image_urls[todo[0].firmware]) if todo else None
         found.macs = mac_addresses(client, found.system)
         recorder.discovered(bmc, found)
         if not todo:
@@ -136,7 +136,7 @@ def update_node(settings: Settings, bmc, image_urls: dict, recorder) -> NodeResu
             return result
         recorder.updating(bmc, todo)
         for i, step in enumerate(todo):
-            ref = ref if i == 0 else _submit(client, found, step, image_urls[step.firmware])
+            ref = ref if i == 0 else _submit(settings, client, found, step, image_urls[step.firmware])
             _finish(settings, client, found, step, ref, recorder)
         result.discovery = _verify(settings, client, bmc, found, entries)
         result.updated = [s.component for s in todo]
@@ -145,10 +145,19 @@ def update_node(settings: Settings, bmc, image_urls: dict, recorder) -> NodeResu
         return result
 
 
-def _submit(client, found: Discovery, step, url: str):
-    """POST SimpleUpdate for one component, targeting its inventory item where known."""
+def _submit(settings, client, found: Discovery, step, url: str):
+    """POST SimpleUpdate for one component, targeting its inventory item where known.
+
+    A POST whose answer was lost is repeated only after a look at the component:
+    already at its target, it counts as done (verification still follows).
+    """
     target = found.fw.targets.get(step.component.lower(), found.system.path)
-    return simple_update(client, url, [target])
+
+    def settled():
+        now = _reread(settings, client, found).fw.lookup.get(step.component.lower())
+        return Answer(204, {}, {}) if now == step.target else None
+
+    return simple_update(client, url, [target], settled)
 
 
 def _finish(settings, client, found: Discovery, step, ref, recorder) -> None:
@@ -162,20 +171,33 @@ def _finish(settings, client, found: Discovery, step, ref, recorder) -> None:
         recorder.task(client.name, step, "reset", reset=kind)
 
 
+def _reread(settings, client, found: Discovery) -> Discovery:
+    """The firmware read again (FirmwareInventory items carry the versions; only
+    the fallback needs the system again)."""
+    system = found.system if found.fw.source == INVENTORY else read_system(client, found.system.path)
+    return replace(found, system=system, fw=read_firmware(client, system, settings.index))
+
+
 def _verify(settings, client, bmc, found: Discovery, entries) -> Discovery:
-    """Re-read the firmware until every component is at its baseline (BMCs lag a reset)."""
-    deadline = time.monotonic() + settings.verify_timeout
+    """Re-read the firmware until every component is at its baseline. BMCs lag a
+    reset, and answer 5xx or nothing while they come back: such a read only saw nothing."""
+    deadline, last = time.monotonic() + settings.verify_timeout, None
     for delay in settings.poll.delays():
-        # FirmwareInventory items carry the versions; only the fallback needs the system again.
-        system = found.system if found.fw.source == INVENTORY else read_system(client, found.system.path)
-        found = replace(found, system=system, fw=read_firmware(client, system, settings.index))
-        wrong = catalog.drift(catalog.compare(bmc, entries, found.fw.lookup))
-        if not wrong:
-            return found
+        try:
+            found = _reread(settings, client, found)
+        except RedfishError as exc:
+            if not passing(exc):
+                raise
+            last = exc
+        else:
+            wrong = catalog.drift(catalog.compare(bmc, entries, found.fw.lookup))
+            if not wrong:
+                return found
+            last = VerifyFailed("after update: " + ", ".join(
+                f"{s.component} is {s.current or 'unknown'}, expected {s.target}" for s in wrong),
+                client.name)
         if time.monotonic() + delay > deadline:
-            text = ", ".join(f"{s.component} is {s.current or 'unknown'}, expected {s.target}"
-                             for s in wrong)
-            raise VerifyFailed(f"after update: {text}", client.name)
+            raise last
         time.sleep(delay)
     raise AssertionError("unreachable")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .client import Answer
 from .errors import BmcRefused
 
 
@@ -114,7 +115,19 @@ def set_boot_once(client, system: System, uri: str | None = None) -> str:
     return target
 
 
+POWERING_ON = ("On", "ForceOn")
+
+
 def reset(client, system: System, kind: str | None = None, target: str | None = None) -> str:
+    """POST the reset. A power-on whose answer was lost is repeated only if the
+    system is still off; a restart cannot be seen afterwards, so it is not repeated
+    unless the BMC said it did not act (429/503) or never got it."""
     kind = kind or choose_reset(system)
-    client.post(target or system.reset_target, {"ResetType": kind}, f"reset {kind}")
+    settled = (lambda: _powered_on(client, system)) if kind in POWERING_ON else None
+    client.post(target or system.reset_target, {"ResetType": kind}, f"reset {kind}", settled)
     return kind
+
+
+def _powered_on(client, system: System):
+    power = read_system(client, system.path).power
+    return Answer(204, {}, {}) if power in ("On", "PoweringOn") else None

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 
-from .errors import BmcRefused, TaskFailed, TaskTimeout
+from .errors import BmcRefused, RedfishError, TaskFailed, TaskTimeout, passing
+
+log = logging.getLogger(__name__)
 
 TERMINAL = frozenset({"Completed", "Exception", "Killed", "Cancelled"})
 
@@ -83,15 +86,27 @@ def _terminal(task: dict) -> Outcome | None:
 
 def follow(client, ref, timeout: float = 1800.0, backoff: Backoff | None = None,
            clock=time.monotonic, sleep=time.sleep) -> Outcome:
-    """Poll until the task is terminal; TaskFailed unless it Completed."""
-    deadline = clock() + timeout
+    """Poll until the task is terminal; TaskFailed unless it Completed.
+
+    A BMC busy with an update answers 5xx or nothing for a while (many reset
+    themselves to apply it), so a poll that fails that way is only a look that
+    saw nothing: polling goes on until ``timeout``.
+    """
+    deadline, last = clock() + timeout, None
     for delay in (backoff or Backoff()).delays():
-        outcome = poll_once(client, ref)
+        try:
+            outcome = poll_once(client, ref)
+        except RedfishError as exc:
+            if not passing(exc):
+                raise
+            outcome, last = None, exc
+            log.debug("%s: task poll: %s; polling on", client.name, exc.message)
         if outcome is not None:
             if not outcome.ok:
                 raise TaskFailed(f"update task {outcome.state}: {outcome.text()}", client.name)
             return outcome
         if clock() + delay > deadline:
-            raise TaskTimeout(f"update task still running after {timeout:.0f}s", client.name)
+            seen = f" (last poll: {last.message})" if last is not None else ""
+            raise TaskTimeout(f"update task still running after {timeout:.0f}s{seen}", client.name)
         sleep(delay)
     raise AssertionError("unreachable")

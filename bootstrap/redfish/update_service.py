@@ -103,10 +103,14 @@ def task_ref(status: int, headers: dict, body: dict) -> TaskRef:
     return TaskRef(done=True)
 
 
-def simple_update(client, image_uri: str, targets: list) -> TaskRef:
-    """POST SimpleUpdate with ``ImageURI`` and ``Targets``; how to follow the result."""
+def simple_update(client, image_uri: str, targets: list, settled=None) -> TaskRef:
+    """POST SimpleUpdate with ``ImageURI`` and ``Targets``; how to follow the result.
+
+    ``settled`` (see :meth:`BmcClient.request`) looks, before a repeat, whether
+    the version already arrived; without it a 500 is not repeated.
+    """
     body = {"ImageURI": image_uri, "Targets": list(targets), "TransferProtocol": _protocol(image_uri)}
-    answer = client.post(SIMPLE_UPDATE, body, "SimpleUpdate")
+    answer = client.post(SIMPLE_UPDATE, body, "SimpleUpdate", settled)
     ref = task_ref(answer.status, answer.headers, answer.body)
     if answer.status not in (200, 202, 204):
         raise BmcRefused(f"SimpleUpdate: unexpected HTTP {answer.status}", client.name)

@@ -10,7 +10,7 @@ import requests
 from bootstrap.errors import InputError
 from bootstrap.redfish import client as rc
 from bootstrap.redfish import images
-from bootstrap.redfish.errors import AuthFailed, BmcUnreachable, ImageMismatch, Transient
+from bootstrap.redfish.errors import ImageMismatch
 from bootstrap.zone import parse_zone_text
 
 
@@ -65,64 +65,6 @@ def test_endpoint_templates_over_the_plan(lab_zone, lab_plan):
     assert ep == rc.Endpoint("p01-u03-bmc", "http://127.0.0.1:8000", "p01-u03")
 
 
-class Flaky:
-    def __init__(self, failures):
-        self.failures, self.calls = list(failures), 0
-
-    def __call__(self):
-        self.calls += 1
-        if self.failures:
-            raise self.failures.pop(0)
-        return "ok"
-
-
-def client(retries=3):
-    c = rc.BmcClient(rc.Endpoint("b", "http://127.0.0.1:9", "auto"), rc.Credentials("u", "p"),
-                     rc.Tls(False), rc.Policy(1, retries, 0.1))
-    c.slept = []
-    c._sleep = c.slept.append
-    return c
-
-
-def exhausted(cause):
-    from redfish.rest.v1 import RetriesExhaustedError
-
-    exc = RetriesExhaustedError()
-    exc.__cause__ = cause
-    return exc
-
-
-def test_transient_is_retried_with_backoff():
-    c, fn = client(), Flaky([Transient("busy", "b"), Transient("busy", "b")])
-    assert c._call(fn, "GET x", "GET") == "ok" and fn.calls == 3
-    assert c.slept == [0.1, 0.2]
-
-
-def test_auth_failure_is_never_retried():
-    c, fn = client(), Flaky([AuthFailed("no", "b")])
-    with pytest.raises(AuthFailed):
-        c._call(fn, "login", "GET")
-    assert fn.calls == 1 and c.slept == []
-
-
-def test_post_is_not_repeated_after_a_read_timeout_but_is_after_refused():
-    c = client()
-    fn = Flaky([exhausted(requests.exceptions.ReadTimeout("slow"))])
-    with pytest.raises(BmcUnreachable, match="timed out"):
-        c._call(fn, "SimpleUpdate", "POST")
-    assert fn.calls == 1
-    fn = Flaky([exhausted(requests.exceptions.ConnectionError("Connection refused"))])
-    assert c._call(fn, "SimpleUpdate", "POST") == "ok" and fn.calls == 2
-
-
-def test_retries_end():
-    c = client(retries=2)
-    fn = Flaky([exhausted(requests.exceptions.ConnectTimeout("x"))] * 5)
-    with pytest.raises(BmcUnreachable, match="b: GET x: timed out"):
-        c._call(fn, "GET x", "GET")
-    assert fn.calls == 3
-
-
 def test_verify_images_refuses_every_mismatch(lab_zone, tmp_path):
     fw = lab_zone.firmware["bios-2.4.1"]
     assert set(images.verify_images(lab_zone, [fw])) == {"bios-2.4.1"}
@@ -151,14 +93,6 @@ def test_image_server_serves_only_verified_images(lab_zone):
 def test_absolute_images_are_published_by_name(tmp_path):
     assert images._url_path(str(tmp_path / "x.bin")) == "firmware/x.bin"
     assert images._url_path("fw/x.bin") == "fw/x.bin"
-
-
-def test_tls_failure_is_not_retried():
-    c = client()
-    fn = Flaky([exhausted(requests.exceptions.SSLError("certificate verify failed"))] * 3)
-    with pytest.raises(BmcUnreachable, match=r"TLS failure \(certificate verify failed\)"):
-        c._call(fn, "login", "GET")
-    assert fn.calls == 1
 
 
 def test_image_server_on_an_address_we_do_not_have_is_bad_input(lab_zone):
