@@ -47,10 +47,14 @@ class Miss:
 
 
 def cisco_port(circuit: bytes) -> int | None:
-    """Port from Cisco's binary circuit-id: [type 0, len 4,] VLAN(2) module(1) port(1)."""
+    """Port from Cisco's binary circuit-id: [type 0, len 4,] VLAN(2) module(1) port(1).
+
+    A VLAN id is at most 4095, so its first byte is below 0x10: that tells the binary
+    form from four characters of text (``xe-1`` is no VLAN 0x7865, port 49).
+    """
     if len(circuit) == 6 and circuit[0] == 0 and circuit[1] == 4:
-        return circuit[5]
-    if len(circuit) == 4:
+        circuit = circuit[2:]
+    if len(circuit) == 4 and circuit[0] < 0x10:
         return circuit[3]
     return None
 

@@ -3,8 +3,16 @@
 :meth:`Answerer.answer` runs named stages, each returning its result or a
 :class:`Drop` saying why the request gets no answer:
 
-``check_request`` → ``locate`` (Option 82 from a trusted relay, or ``ciaddr`` for a
-renewal) → the handler for the message type → ``reply`` (identity + boot options).
+``check_request`` → ``locate`` (Option 82 as a trusted relay appended it, sent by
+that relay; or ``ciaddr`` for a renewal sent from that very address) → the handler
+for the message type → ``reply`` (identity + boot options).
+
+Trust, since a location is an identity: Option 82 counts only when it is the one
+option a relay appended (see :mod:`.codec`), giaddr is a relay of the zone, and the
+packet's source is that relay (giaddr itself, a switch of the zone, or a network
+in ``dhcp.relay_sources``, by default subnet 0 of every network: never a node's
+address). An unrelayed packet speaks only for its sender: ``ciaddr`` must be the
+source address.
 
 Nothing here touches a socket, a clock or the state store, so two appliances
 holding the same zone file answer a request identically (both ToRs of a pair),
@@ -13,6 +21,7 @@ and every decision is testable without a network.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import socket
 import struct
@@ -92,41 +101,61 @@ class Answerer:
         self.server_id = socket.inet_aton(settings.server_id)
         self._identities: dict = {}
         self._prefixes, self._gateways = _gateway_index(plan)
+        self._relay_sources = _relay_sources(plan)
         self._handlers = {DISCOVER: self.discover, REQUEST: self.request, INFORM: self.inform,
                           RELEASE: self.release, DECLINE: self.decline}
 
     # --- the stages ---------------------------------------------------------------
 
-    def answer(self, request: Packet):
-        """A :class:`Reply`, :class:`Noted` or :class:`Drop` for one decoded request."""
+    def answer(self, request: Packet, source: str):
+        """A :class:`Reply`, :class:`Noted` or :class:`Drop` for one decoded request.
+
+        ``source`` is the IPv4 address the packet came from (the relay, or the client
+        for unrelayed unicast); it is checked against giaddr and ciaddr.
+        """
         kind = check_request(request)
         if isinstance(kind, Drop):
             return kind
         try:
-            where = self.locate(request, kind)
+            where = self.locate(request, kind, source)
+        except codec.Spoofed as exc:
+            return self._spoof(request, source, str(exc))
         except Malformed as exc:
             return Drop("malformed", f"option 82: {exc}")
         if isinstance(where, Drop):
             return where
         return self._handlers[kind](request, where)
 
-    def locate(self, request: Packet, kind: int):
+    def locate(self, request: Packet, kind: int, source: str):
         """Where the request comes from: Option 82 from a trusted relay, else ``ciaddr``."""
+        if request.relay_spoof:
+            return self._spoof(request, source, request.relay_spoof)
         info = codec.relay_info(request)
         if info is not None:
-            return self._relayed(request, info)
+            return self._relayed(request, info, source)
         if request.giaddr != ZERO:
             return Drop("no-option-82", f"relay {request.giaddr} sent no Option 82")
         if request.ciaddr != ZERO and kind != DISCOVER:
-            return self._renewal(request)
+            return self._renewal(request, source)
         return Drop("not-relayed", "no Option 82 and no ciaddr: the location is unknown")
 
-    def _relayed(self, request: Packet, info: dict):
+    def _spoof(self, request: Packet, source: str, reason: str) -> Drop:
+        """A client wrote its own Option 82: it claims a location it is not at."""
+        return Drop("option-82-spoof", reason,
+                    Event("option-82-spoof", None, {"giaddr": request.giaddr, "sender": source,
+                                                    "mac": request.mac, "reason": reason}))
+
+    def _relayed(self, request: Packet, info: dict, source: str):
         giaddr, mac = request.giaddr, request.mac
         if giaddr == ZERO or not self.locator.trusted(giaddr):
             why = "Option 82 without a relay" if giaddr == ZERO else f"untrusted relay {giaddr}"
             return Drop("untrusted-relay", why,
-                        Event("untrusted-relay", None, {"giaddr": giaddr, "mac": mac}))
+                        Event("untrusted-relay", None, {"giaddr": giaddr, "mac": mac,
+                                                        "sender": source}))
+        if not self.relay_source(source, giaddr):
+            why = f"giaddr {giaddr} sent from {source}, which is not a relay of the zone"
+            return Drop("relay-spoof", why, Event("relay-spoof", None, {
+                "giaddr": giaddr, "sender": source, "mac": mac}))
         circuit = info.get(codec.CIRCUIT_ID)
         if circuit is None:
             return Drop("no-circuit-id", f"relay {giaddr} sent Option 82 without a circuit-id")
@@ -151,8 +180,23 @@ class Answerer:
                 return gateway
         return giaddr
 
-    def _renewal(self, request: Packet):
-        """A unicast RENEW/RELEASE/INFORM reaches us without Option 82: trust ``ciaddr``."""
+    def relay_source(self, source: str, giaddr: str) -> bool:
+        """May ``source`` relay for ``giaddr``? The relay itself, a switch, a relay network."""
+        if source == giaddr:
+            return True
+        node = self.locator.by_address(source)
+        if node is not None:
+            return node.kind == "switch"
+        value = struct.unpack("!I", socket.inet_aton(source))[0]
+        return any(value & mask == network for network, mask in self._relay_sources)
+
+    def _renewal(self, request: Packet, source: str):
+        """A unicast RENEW/RELEASE/INFORM reaches us without Option 82: it speaks for
+        ``ciaddr`` only when it comes from that very address."""
+        if source != request.ciaddr:
+            why = f"ciaddr {request.ciaddr} claimed by {source}"
+            return Drop("ciaddr-spoof", why, Event("ciaddr-spoof", None, {
+                "ciaddr": request.ciaddr, "sender": source, "mac": request.mac}))
         node = self.locator.by_address(request.ciaddr)
         if node is None:
             return Drop("unknown-address", f"ciaddr {request.ciaddr} is no plan address")
@@ -335,6 +379,14 @@ def _lease_event(request: Packet, where: Location) -> Event:
     return Event("lease", where.node.name,
                  {"mac": request.mac, "address": where.address, "network": where.network,
                   "switch": where.switch, "port": where.port})
+
+
+def _relay_sources(plan: Plan) -> tuple:
+    """``(network int, mask int)`` of ``dhcp.relay_sources``, default subnet 0 of each network."""
+    cidrs = plan.zone.dhcp.relay_sources or tuple(
+        subnet.cidr for (_, index), subnet in plan.subnets.items() if index == 0)
+    nets = [ipaddress.IPv4Network(c, strict=False) for c in cidrs]
+    return tuple((int(n.network_address), int(n.netmask)) for n in nets)
 
 
 def _gateway_index(plan: Plan) -> tuple:

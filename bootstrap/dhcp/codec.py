@@ -5,6 +5,14 @@ with a reason (the only exception it raises); :func:`encode` does the reverse.
 Options are kept as raw bytes by code, in arrival order, with split options
 (RFC 3396) joined and the ``sname``/``file`` overload (option 52) honoured; the
 ``*_of`` helpers give the typed values the server needs.
+
+Option 82 is the one option whose origin matters: a relay appends it, once, as the
+last option of the options field (RFC 3046 2.1), and never looks inside an
+overloaded ``sname``/``file``. :func:`decode` therefore notes in
+``Packet.relay_spoof`` why an Option 82 cannot be the relay's own (a copy in
+``sname``/``file``, several copies, options after it), and :func:`relay_info`
+parses its sub-options exactly as a relay writes them: plain TLVs, no PAD or END,
+no repeats.
 """
 
 from __future__ import annotations
@@ -46,6 +54,10 @@ class Malformed(ValueError):
     """A packet that is not a DHCP message we can read; ``str()`` is the reason."""
 
 
+class Spoofed(Malformed):
+    """Option 82 that a relay did not write as it stands (a client's own copy)."""
+
+
 @dataclass(slots=True)
 class Packet:
     """One DHCP message. Addresses are dotted-quad strings, options raw bytes by code."""
@@ -65,6 +77,8 @@ class Packet:
     sname: bytes = b""
     file: bytes = b""
     options: dict = field(default_factory=dict)  # code → bytes, insertion order kept
+    # Why the Option 82 here is not one a relay appended ("" = none); found by decode.
+    relay_spoof: str = field(default="", compare=False)
 
     @property
     def mac(self) -> str:
@@ -94,25 +108,33 @@ def decode(data: bytes) -> Packet:
     if hlen > 16:
         raise Malformed(f"hardware address length {hlen} exceeds 16")
     chunks: dict[int, list] = {}
-    _scan(memoryview(data)[MIN_LEN:], chunks, "options")
+    last = _scan(memoryview(data)[MIN_LEN:], chunks, "options")
+    spoof = _relay_layout(chunks, last)
     overload = _overload(chunks)
-    if overload & 2:
-        _scan(memoryview(bootfile), chunks, "file field")
-    if overload & 1:
-        _scan(memoryview(sname), chunks, "sname field")
+    if overload:
+        before = len(chunks.get(RELAY_AGENT_INFO, ()))
+        if overload & 2:
+            _scan(memoryview(bootfile), chunks, "file field")
+        if overload & 1:
+            _scan(memoryview(sname), chunks, "sname field")
+        if len(chunks.get(RELAY_AGENT_INFO, ())) != before:
+            spoof = "Option 82 inside the overloaded sname/file fields, where no relay writes it"
     return Packet(op, xid, htype, hlen, hops, secs, flags, _ip(ci), _ip(yi), _ip(si), _ip(gi),
                   chaddr, b"" if overload & 1 else _cstring(sname),
                   b"" if overload & 2 else _cstring(bootfile),
-                  {code: b"".join(parts) for code, parts in chunks.items()})
+                  {code: b"".join(parts) for code, parts in chunks.items()}, spoof)
 
 
-def _scan(buf: memoryview, chunks: dict, where: str) -> None:
-    """Collect ``code → [chunks]`` from one option area; stops at END (RFC 3396 joins)."""
-    i, n = 0, len(buf)
+def _scan(buf: memoryview, chunks: dict, where: str) -> int | None:
+    """Collect ``code → [chunks]`` from one option area; stops at END (RFC 3396 joins).
+
+    Returns the code of the last option before END (None for an empty area).
+    """
+    i, n, last = 0, len(buf), None
     while i < n:
         code = buf[i]
         if code == END:
-            return
+            return last
         if code == PAD:
             i += 1
             continue
@@ -122,9 +144,22 @@ def _scan(buf: memoryview, chunks: dict, where: str) -> None:
         if end > n:
             raise Malformed(f"option {code} in {where} runs past the end ({end} > {n})")
         chunks.setdefault(code, []).append(bytes(buf[i + 2:end]))
-        i = end
+        last, i = code, end
     if where == "options":
         raise Malformed("options are not terminated by END")
+    return last
+
+
+def _relay_layout(chunks: dict, last: int | None) -> str:
+    """Why Option 82 in the options field is not what one relay appended ("" if it is)."""
+    parts = chunks.get(RELAY_AGENT_INFO)
+    if parts is None:
+        return ""
+    if len(parts) > 1:
+        return f"Option 82 appears {len(parts)} times (a relay appends it once)"
+    if last != RELAY_AGENT_INFO:
+        return f"Option 82 is followed by option {last} (a relay appends it last)"
+    return ""
 
 
 def _overload(chunks: dict) -> int:
@@ -165,9 +200,25 @@ def suboptions(raw: bytes) -> dict:
 # --- typed views of options ---------------------------------------------------------
 
 def relay_info(packet: Packet) -> dict | None:
-    """Option 82 sub-options, or None when the packet carries no Option 82."""
+    """Option 82 sub-options, or None when the packet carries no Option 82.
+
+    Parsed as a relay writes them (RFC 3046 2.0): every byte pair is a code and a
+    length, codes 0 and 255 included, and a repeated sub-option is refused, since
+    a reader that keeps the first or the last copy lets a client choose its own.
+    """
     raw = packet.options.get(RELAY_AGENT_INFO)
-    return None if raw is None else suboptions(raw)
+    if raw is None:
+        return None
+    out, i, n = {}, 0, len(raw)
+    while i < n:
+        if i + 1 >= n or i + 2 + raw[i + 1] > n:
+            raise Malformed(f"Option 82 sub-option {raw[i]} runs past the end of the option")
+        code, end = raw[i], i + 2 + raw[i + 1]
+        if code in out:
+            raise Spoofed(f"Option 82 repeats sub-option {code}")
+        out[code] = raw[i + 2:end]
+        i = end
+    return out
 
 
 def address_of(packet: Packet, code: int) -> str | None:

@@ -27,6 +27,7 @@ import time
 from ..errors import InputError
 from ..metrics import DHCP_ANSWERS
 from ..plan import Plan
+from ..throttle import Throttle
 from . import codec
 from .answer import Answerer, Drop, Event, Reply, Settings
 
@@ -37,6 +38,9 @@ POLL = 0.2                       # how often a blocked loop checks for shutdown
 SO_ATTACH_REUSEPORT_CBPF = 51
 FLUSH_EVERY, FLUSH_BATCH = 0.2, 500
 QUIET_DROPS = ("other-server", "not-relayed")   # routine: debug, not info
+# A drop's log line and event: a burst, then one a second per (reason, sender); anyone
+# who can reach the port triggers them, so unthrottled they would fill the disk.
+DROP_RATE, DROP_BURST = 1.0, 20
 
 
 class DhcpServer:
@@ -205,6 +209,7 @@ class Loop:
     def __init__(self, answerer: Answerer, sock: socket.socket, recorder):
         self.answerer, self.sock, self.recorder = answerer, sock, recorder
         self.tick = getattr(recorder, "tick", None)
+        self.throttle = Throttle(DROP_RATE, DROP_BURST)
 
     def run(self, stopped) -> None:
         self.sock.settimeout(POLL)
@@ -227,11 +232,12 @@ class Loop:
         request = None
         try:
             request = codec.decode(data)
-            outcome = self.answerer.answer(request)
+            outcome = self.answerer.answer(request, peer[0])
         except codec.Malformed as exc:
             outcome = Drop("malformed", str(exc))
         except Exception:  # noqa: BLE001 - a bug must cost one packet, not the service
-            log.exception("dhcp: request from %s failed", peer[0])
+            if self.throttle.allow("dhcp-error", peer[0]):
+                log.exception("dhcp: request from %s failed", peer[0])
             outcome = Drop("error", "internal error")
         self.settle(outcome, request, peer)
 
@@ -240,6 +246,8 @@ class Loop:
             self.send(outcome)
         elif isinstance(outcome, Drop):
             self.recorder.count("drop:" + outcome.code)
+            if not self.throttle.allow("dhcp-drop:" + outcome.code, peer[0]):
+                return  # counted above and in zone_suppressed_total; no line, no event
             level = logging.DEBUG if outcome.code in QUIET_DROPS else logging.INFO
             if log.isEnabledFor(level):
                 mac = request.mac if request is not None else "?"

@@ -9,6 +9,8 @@ Topology (every piece a network namespace of this test, veths only between them)
      ├─ core1 up 10.17.0.104; swp1: 10.15.0.2 (core-1, the ToR's uplink)
      ├─ torm  up 10.17.0.105; swp48: 10.15.1.1 (mgmt gateway, the LoM switch's uplink)
      ├─ stray up 10.17.0.106; swp3: 10.99.0.1 (a relay outside the zone: not trusted)
+     ├─ tapp  up 10.17.0.107; swp1: 10.17.1.1 (tor-a again, dhcrelay -m append: keeps a
+     │        client's own Option 82 and adds its own after it)
      └─ rogue (a client straight on the server's segment)
     each client namespace: eth0 ↔ one relay port swpN
 
@@ -18,14 +20,17 @@ remote-id, so ports are named swpN and switches are known by giaddr.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
+import socket
 import textwrap
 import threading
 
 import pytest
 
+from bootstrap.dhcp import codec, probe
 from bootstrap.dhcp.server import DhcpServer
 from bootstrap.metrics import DHCP_ANSWERS
 from bootstrap.state import EventWriter, Store
@@ -43,7 +48,9 @@ SWITCHES = {
     "core1": ("10.17.0.104", "10.15.0.2/24", ("swp1",)),    # core-1's own address: ToR ZTP
     "torm": ("10.17.0.105", "10.15.1.1/24", ("swp48",)),   # mgmt gateway: the LoM switch
     "stray": ("10.17.0.106", "10.99.0.1/24", ("swp3",)),   # a relay the zone does not know
+    "tapp": ("10.17.0.107", "10.17.1.1/24", ("swp1",)),    # tor-a's relay in append mode
 }
+RELAY_MODE = {"tapp": "append"}   # what dhcrelay does with a client's Option 82; else replace
 CLEAN_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C"}
 
 UDHCPC_SCRIPT = r"""#!/bin/sh
@@ -131,7 +138,8 @@ class Topology:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
         for name, (up, down, ports) in SWITCHES.items():
-            cmd = ["dhcrelay", "-4", "-d", "--no-pid", "-a", "-m", "replace", "-iu", "uplink"]
+            mode = RELAY_MODE.get(name, "replace")
+            cmd = ["dhcrelay", "-4", "-d", "--no-pid", "-a", "-m", mode, "-iu", "uplink"]
             for port in ports:
                 cmd += ["-id", port]
             self.relays[name].popen(cmd + [SERVER])
@@ -222,6 +230,20 @@ class Client:
         env = wait_for(find, timeout=20)
         assert env is not None, f"no {events} #{count}: {self.records()}"
         return env
+
+    @contextlib.contextmanager
+    def socket(self, port: int = 68):
+        """A UDP socket on this client's eth0, for packets no DHCP client would send."""
+        with self.ns.entered():
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b"eth0")
+            sock.bind(("0.0.0.0", port))
+            sock.settimeout(0.2)
+            yield sock
+        finally:
+            sock.close()
 
     def learn(self, address: str) -> None:
         """The switch learns where the host is, as a ToR does from ARP."""
@@ -359,3 +381,106 @@ def test_onie_lom_switch_gets_its_installer_url(net):
     env = client.bound("bound")
     assert env["ip"] == "10.15.1.4" and env["hostname"] == "p01-lom"
     assert bytes.fromhex(env["opt114"]).decode() == f"{CONTROLLER}/onie/p01-lom"
+
+
+# --- spoofing: a client must not choose its own location (issue 10) ------------------
+
+def answers(kind: str) -> float:
+    return DHCP_ANSWERS.labels(type=kind)._value.get()
+
+
+def crafted_discover(mac: str, hidden=None, where: str = "file", **kw) -> bytes:
+    """A broadcast DISCOVER; ``hidden`` Option 82 goes into ``where`` (option overload)."""
+    packet = probe.request(codec.DISCOVER, mac=mac, xid=int(mac[-2:], 16), **kw)
+    packet.flags = codec.BROADCAST_FLAG        # the relay broadcasts the answer back to us
+    if hidden is not None:
+        packet.options[codec.OVERLOAD] = b"\x02" if where == "file" else b"\x01"
+        setattr(packet, where, codec.option(codec.RELAY_AGENT_INFO, hidden) + b"\xff")
+    return codec.encode(packet)
+
+
+def offers_to(sock, mac: str, until) -> list:
+    """Replies for ``mac`` seen on ``sock`` until ``until()`` is true (or 20 s pass)."""
+    got = []
+
+    def done():
+        try:
+            data = sock.recv(4096)
+        except socket.timeout:
+            return until()
+        reply = codec.decode(data)
+        if reply.mac == mac:
+            got.append(reply)
+        return until()
+    wait_for(done, timeout=20, interval=0)
+    return got
+
+
+def test_option_82_hidden_in_the_file_field_is_refused(net):
+    """Before: the relay appended swp1, the server kept the hidden swp3 and offered unit 3."""
+    client = net.client("tora", "swp1")
+    with client.socket() as sock:
+        # Control: the same packet without the hidden option gets swp1's identity.
+        sock.sendto(crafted_discover("52:54:00:5f:00:01"), ("255.255.255.255", 67))
+        got = offers_to(sock, "52:54:00:5f:00:01", lambda: False)
+        assert got and got[0].yiaddr == "10.17.1.11"
+        for where, hidden in (("file", probe.relay_agent("swp3")),
+                              ("sname", probe.relay_agent("swp3", "p01-tor-b"))):
+            spoofs, offers = answers("drop:option-82-spoof"), answers("offer")
+            mac = "52:54:00:5f:00:02" if where == "file" else "52:54:00:5f:00:03"
+            sock.sendto(crafted_discover(mac, hidden, where), ("255.255.255.255", 67))
+            got = offers_to(sock, mac, lambda: answers("drop:option-82-spoof") > spoofs)
+            assert got == [] and answers("offer") == offers, where
+            event = wait_event(net, "option-82-spoof", mac=mac)
+            assert event is not None and "sname/file" in event["detail"]["reason"]
+
+
+def test_client_option_82_kept_by_an_appending_relay_is_refused(net):
+    """dhcrelay -m append keeps the client's Option 82 and adds its own: two copies."""
+    client = net.client("tapp", "swp1")
+    mac = "52:54:00:5f:00:04"
+    with client.socket() as sock:
+        spoofs = answers("drop:option-82-spoof")
+        sock.sendto(crafted_discover(mac, circuit="swp3"), ("255.255.255.255", 67))
+        got = offers_to(sock, mac, lambda: answers("drop:option-82-spoof") > spoofs)
+    assert got == []
+    event = wait_event(net, "option-82-spoof", mac=mac)
+    assert event is not None and "2 times" in event["detail"]["reason"]
+
+
+@pytest.fixture
+def rogue_host(net):
+    """A host on the server's segment holding a pod address (a node, not a relay)."""
+    client = net.client(None, "rogue0")
+    client.ns.address("eth0", "10.17.1.77/32")
+    client.ns.route(f"{SERVER}/32", "dev", "eth0")
+    yield client
+    client.ns.ip("addr", "del", "10.17.1.77/32", "dev", "eth0", check=False)
+
+
+def test_giaddr_claimed_by_a_host_that_is_not_the_relay_is_refused(net, rogue_host):
+    """Before: a relayed-looking DISCOVER from a node's address was offered unit 3."""
+    mac = "52:54:00:5f:00:05"
+    packet = codec.encode(probe.request(codec.DISCOVER, mac=mac, giaddr="10.17.1.1",
+                                        circuit="swp3"))
+    before, offers = answers("drop:relay-spoof"), answers("offer")
+    with rogue_host.socket(67) as sock:
+        sock.sendto(packet, (SERVER, 67))
+        assert wait_for(lambda: answers("drop:relay-spoof") > before, timeout=20)
+    assert answers("offer") == offers
+    event = wait_event(net, "relay-spoof", mac=mac)
+    assert event["detail"]["sender"] == "10.17.1.77" and event["detail"]["giaddr"] == "10.17.1.1"
+
+
+def test_unrelayed_messages_speak_only_for_their_sender(net, rogue_host):
+    """Before: a stray host's REQUEST/RELEASE with another node's ciaddr were believed."""
+    before, acks = answers("drop:ciaddr-spoof"), answers("ack")
+    releases = len([e for e in net.events("release") if e["node"] == "p01-u03"])
+    with rogue_host.socket() as sock:
+        for kind in (codec.REQUEST, codec.RELEASE, codec.DECLINE, codec.INFORM):
+            packet = probe.request(kind, mac="52:54:00:5f:00:06", ciaddr="10.17.1.13")
+            sock.sendto(codec.encode(packet), (SERVER, 67))
+        assert wait_for(lambda: answers("drop:ciaddr-spoof") >= before + 4, timeout=20)
+    assert answers("ack") == acks
+    assert len([e for e in net.events("release") if e["node"] == "p01-u03"]) == releases
+    assert wait_event(net, "ciaddr-spoof", ciaddr="10.17.1.13", sender="10.17.1.77")

@@ -25,8 +25,12 @@ def zone_with(lab_text: str, old: str, new: str):
     return compile_plan(parse_zone_text(lab_text.replace(old, new)))
 
 
-def ask(answerer, kind=DISCOVER, **kw):
-    return answerer.answer(codec.decode(codec.encode(probe.request(kind, **kw))))
+def ask(answerer, kind=DISCOVER, source=None, **kw):
+    """Ask as the relay (giaddr) or the client (ciaddr) itself would, unless ``source``."""
+    packet = probe.request(kind, **kw)
+    if source is None:
+        source = packet.giaddr if packet.giaddr != codec.ZERO else packet.ciaddr
+    return answerer.answer(codec.decode(codec.encode(packet)), source)
 
 
 def opts(reply) -> dict:
@@ -190,6 +194,80 @@ def test_trusted_relays_from_the_zone_are_believed(lab_text):
     assert reply.packet.yiaddr == "10.17.1.12" and reply.to == ("192.0.2.10", 67)
 
 
+def spoofed(where: str = "options", copies: int = 1, after: bool = False, **kw) -> bytes:
+    """A relayed DISCOVER from port swp1 whose client hid an Option 82 for swp3."""
+    packet = probe.request(DISCOVER, giaddr=GW_PROVISION, circuit="swp1", **kw)
+    relay = packet.options.pop(codec.RELAY_AGENT_INFO)
+    hidden = codec.option(codec.RELAY_AGENT_INFO, probe.relay_agent("swp3"))
+    if where in ("file", "sname"):
+        packet.options[codec.OVERLOAD] = b"\x02" if where == "file" else b"\x01"
+        setattr(packet, where, hidden + b"\xff")
+    raw = codec.encode(packet)
+    end = raw.index(b"\xff", codec.MIN_LEN)
+    extra = hidden * (copies - 1) + codec.option(codec.RELAY_AGENT_INFO, relay)
+    if after:
+        extra += codec.option(codec.HOSTNAME, b"x")
+    return raw[:end] + extra + raw[end:]
+
+
+@pytest.mark.parametrize("kw, reason", [
+    ({"where": "file"}, "sname/file"),
+    ({"where": "sname"}, "sname/file"),
+    ({"copies": 2}, "2 times"),
+    ({"after": True}, "followed by option 12"),
+])
+def test_option_82_a_relay_did_not_append_is_a_spoof(answerer, kw, reason):
+    drop = answerer.answer(codec.decode(spoofed(**kw)), GW_PROVISION)
+    assert isinstance(drop, Drop) and drop.code == "option-82-spoof", drop
+    assert reason in drop.reason and drop.event.kind == "option-82-spoof"
+    assert ask(answerer, giaddr=GW_PROVISION, circuit="swp1").packet.yiaddr == "10.17.1.11"
+
+
+@pytest.mark.parametrize("suboptions, code", [
+    (b"\x01\x04swp1\x01\x04swp3", "option-82-spoof"),     # a second circuit-id
+    (b"\x02\x03abc\x01\x04swp1\x02\x09p01-tor-b", "option-82-spoof"),
+    (b"\x01\x04swp1\xff\x00\x01\x04swp3", "option-82-spoof"),  # 255 is no END here
+    (b"\x01\x09swp1", "malformed"),
+])
+def test_relay_suboptions_are_read_as_a_relay_writes_them(answerer, suboptions, code):
+    packet = probe.request(DISCOVER, giaddr=GW_PROVISION, extra={
+        codec.RELAY_AGENT_INFO: suboptions})
+    drop = answerer.answer(codec.decode(codec.encode(packet)), GW_PROVISION)
+    assert isinstance(drop, Drop) and drop.code == code, drop
+
+
+@pytest.mark.parametrize("source, ok", [
+    (GW_PROVISION, True),        # the relay sends from giaddr itself
+    ("10.17.0.101", True),       # from its uplink in subnet 0 (core/transit)
+    ("10.15.1.3", True),         # from tor-b's own mgmt address: a switch of the zone
+    ("10.17.1.17", False),       # a server's address: a node is never a relay
+    ("10.16.1.17", False),       # a BMC's
+    ("192.0.2.99", False),       # anyone else
+])
+def test_relayed_packets_only_from_a_relay(answerer, source, ok):
+    outcome = ask(answerer, giaddr=GW_PROVISION, circuit="swp3", source=source)
+    if ok:
+        assert isinstance(outcome, Reply) and outcome.packet.yiaddr == "10.17.1.13"
+    else:
+        assert outcome.code == "relay-spoof" and outcome.event.detail["sender"] == source
+
+
+def test_relay_sources_from_the_zone_replace_subnet_zero(lab_text):
+    plan = zone_with(lab_text, "dhcp: {lease_time: 3600}",
+                     "dhcp: {lease_time: 3600, relay_sources: [192.0.2.0/28]}")
+    answerer = Answerer(plan, Settings(SERVER))
+    assert isinstance(ask(answerer, giaddr=GW_PROVISION, circuit="swp3", source="192.0.2.9"),
+                      Reply)
+    assert ask(answerer, giaddr=GW_PROVISION, circuit="swp3",
+               source="10.17.0.101").code == "relay-spoof"
+
+
+@pytest.mark.parametrize("kind", [REQUEST, RELEASE, DECLINE, INFORM])
+def test_unrelayed_ciaddr_must_be_the_sender(answerer, kind):
+    drop = ask(answerer, kind, ciaddr="10.17.1.13", source="10.17.1.14")
+    assert drop.code == "ciaddr-spoof" and drop.event.detail["ciaddr"] == "10.17.1.13"
+
+
 def test_link_selection_picks_the_network(answerer):
     reply = ask(answerer, giaddr=GW_PROVISION, circuit="swp3", link="10.16.1.0")
     assert reply.packet.yiaddr == "10.16.1.13"
@@ -218,8 +296,8 @@ def test_two_appliances_answer_identically_but_for_their_id(lab_plan):
 def test_relay_loops_and_replies_are_dropped(answerer):
     looping = probe.request(DISCOVER, giaddr=GW_PROVISION, circuit="swp3")
     looping.hops = 17
-    assert answerer.answer(looping).code == "too-many-hops"
+    assert answerer.answer(looping, GW_PROVISION).code == "too-many-hops"
     reply = probe.request(DISCOVER, giaddr=GW_PROVISION, circuit="swp3")
     reply.op = codec.BOOTREPLY
-    assert answerer.answer(reply).code == "not-request"
-    assert answerer.answer(codec.Packet(options={})).code == "no-message-type"
+    assert answerer.answer(reply, GW_PROVISION).code == "not-request"
+    assert answerer.answer(codec.Packet(options={}), GW_PROVISION).code == "no-message-type"

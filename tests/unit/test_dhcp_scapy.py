@@ -114,7 +114,7 @@ def test_fuzz_decode_rejects_with_a_reason_and_answer_never_raises(lab_plan, raw
     except codec.Malformed as exc:
         assert str(exc)
         return
-    outcome = answerer(lab_plan).answer(packet)
+    outcome = answerer(lab_plan).answer(packet, packet.giaddr)
     assert isinstance(outcome, (Reply, Noted, Drop))
     if isinstance(outcome, Reply):
         assert codec.decode(codec.encode(outcome.packet)).xid == packet.xid

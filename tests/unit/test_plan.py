@@ -135,3 +135,12 @@ def test_switch_identities(lab_plan):
     assert locator.locate("10.15.1.1", b"swp48").node.name == "p01-lom"
     ambiguous = locator.locate("10.15.1.1", b"swp1")
     assert isinstance(ambiguous, Miss) and "ambiguous" in ambiguous.reason
+
+
+def test_four_characters_of_text_are_not_cisco_binary():
+    """``xe-1`` was read as VLAN 0x7865 port 49; a VLAN id never starts above 0x0f."""
+    from bootstrap.locator import cisco_port
+    assert cisco_port(b"xe-1") is None and cisco_port(b"swp9") is None
+    assert cisco_port(bytes([0, 10, 1, 7])) == 7
+    assert cisco_port(bytes([0, 4, 0x0f, 0xff, 1, 33])) == 33
+    assert cisco_port(bytes([0, 4, 0x78, 0x65, 0x2d, 0x31])) is None
