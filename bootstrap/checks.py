@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from .schema import Reader
+import ipaddress
+import os
+import re
+
+from .schema import Reader, template_fields
 from .yamlsrc import SrcDict
-from .zone import Zone, template_fields
+from .zone import _NAME, _URL, Zone
 
 POD_FIELDS = {"pod", "pod_index"}
 REDFISH_FIELDS = {"name", "lom_address", "pod", "pod_index", "unit", "bmc"}
+FQDN_MAX = 253       # a name's text form, so that its wire form fits 255 bytes
+BMC_SUFFIX = "-bmc"  # a server's BMC is named after it
 
 
 def attaches(spec) -> str:
@@ -20,7 +26,7 @@ def check_zone(r: Reader, zone: Zone, top: SrcDict) -> None:
     may meet half-built parts, and then it stays silent: the earlier problem
     already names the cause."""
     for check in (_check_overlaps, _check_fit, _check_switch_refs, _check_ports,
-                  _check_names, _check_redfish):
+                  _check_names, _check_redfish, _check_addresses):
         try:
             check(r, zone, top)
         except (KeyError, TypeError, AttributeError, ValueError, IndexError):
@@ -59,8 +65,14 @@ def _check_fit(r: Reader, zone: Zone, top: SrcDict) -> None:
         if a.units_from + last_unit > last_host:
             r.error(where, f"networks.{net.name}: unit {last_unit} needs host "
                     f"{a.units_from + last_unit}, but a /{net.prefix} holds hosts 1..{last_host}")
-        if a.switches_from + max(n_switches, len(zone.core)) - 1 > last_host:
-            r.error(where, f"networks.{net.name}: the switches do not fit a /{net.prefix}")
+        if max(a.switches_from + n_switches, net.core_host(a, len(zone.core))) - 1 > last_host \
+                or a.gateway > last_host:
+            r.error(where, f"networks.{net.name}: the gateway and switches do not fit a "
+                    f"/{net.prefix}")
+        core_hosts = range(net.core_host(a, 0), net.core_host(a, len(zone.core)))
+        if a.gateway in core_hosts:
+            r.error(_line(top, "networks", net.name), f"networks.{net.name}: the gateway "
+                    "collides with a core switch's address")
         for i, pod in enumerate(zone.pods):
             if pod.index >= net.subnet_count:
                 r.error(top["pods"][i].line_of("index"),
@@ -100,12 +112,11 @@ def _check_template(r: Reader, template, fields, line, what) -> bool:
     if template is None:
         return True
     try:
-        used = template_fields(template)
+        template_fields(template, fields)
         template.format(**{f: 1 for f in fields})
-    except (ValueError, KeyError, IndexError, AttributeError):
-        used = {"?"}
-    if not used <= fields:
-        r.error(line, f"{what}: '{template}' may use only {', '.join('{%s}' % f for f in sorted(fields))}")
+    except (ValueError, KeyError, IndexError, AttributeError) as exc:
+        r.error(line, f"{what}: '{template}' may use only "
+                f"{', '.join('{%s}' % f for f in sorted(fields))} ({exc})")
         return False
     return True
 
@@ -135,7 +146,39 @@ def _check_ports(r: Reader, zone: Zone, top: SrcDict) -> None:
         used[slot] = f"the uplink of {key}"
 
 
+def _bad_host_name(name: str, domain: str) -> str | None:
+    """Why ``name`` (and its BMC's name) cannot be a host of ``domain``, or None."""
+    if not _NAME.match(name) or len(name) + len(BMC_SUFFIX) > 63:
+        return f"'{name}' is not a valid DNS label of at most {63 - len(BMC_SUFFIX)} " \
+            "characters (a-z, 0-9, '-'; its BMC adds '-bmc')"
+    if len(name) + len(BMC_SUFFIX) + 1 + len(domain) > FQDN_MAX:
+        return f"'{name}{BMC_SUFFIX}.{domain}' is longer than {FQDN_MAX} characters"
+    return None
+
+
+def _check_host_names(r: Reader, zone: Zone, top: SrcDict) -> None:
+    """Every rendered host name is a DNS label; one report per template, not per node."""
+    for key in zone.core:
+        why = _bad_host_name(key, zone.domain)
+        if why:
+            r.error(_line(top, "core", key), f"core.{key}: {why}")
+    for p in {p.name: p for p in zone.pods}.values():
+        for key in zone.switches:
+            why = _bad_host_name(f"{p.name}-{key}", zone.domain)
+            if why:
+                r.error(_line(top, "pod_template", "switches", key), f"pod_template.switches."
+                        f"{key}: in pod {p.name}: {why}")
+                return
+        for unit in p.units:
+            why = _bad_host_name(zone.naming.format(pod=p.name, unit=unit, pod_index=p.index),
+                                 zone.domain)
+            if why:
+                r.error(_line(top, "naming"), f"naming: for {p.name} unit {unit}: {why}")
+                return
+
+
 def _check_names(r: Reader, zone: Zone, top: SrcDict) -> None:
+    _check_host_names(r, zone, top)
     names: dict[str, str] = {}
     remote_ids: dict[str, str] = {}
     unique_pods = {pod.name: pod for pod in reversed(zone.pods)}.values()
@@ -163,7 +206,99 @@ def _check_names(r: Reader, zone: Zone, top: SrcDict) -> None:
 
 
 def _check_redfish(r: Reader, zone: Zone, top: SrcDict) -> None:
-    _check_template(r, zone.redfish.url, REDFISH_FIELDS, _line(top, "redfish", "url"), "redfish.url")
+    line = _line(top, "redfish", "url")
+    if _check_template(r, zone.redfish.url, REDFISH_FIELDS, line, "redfish.url"):
+        sample = zone.redfish.url.format(name="p01-u01", lom_address="10.0.0.1", pod="p01",
+                                         pod_index=1, unit=1, bmc="p01-u01-bmc")
+        if not _URL.match(sample):
+            r.error(line, f"redfish.url: '{zone.redfish.url}' does not give a plain http(s) URL")
     if zone.redfish.system != "auto":
         _check_template(r, zone.redfish.system, REDFISH_FIELDS, _line(top, "redfish", "system"),
                         "redfish.system")
+
+
+def _owner(zone: Zone, address: ipaddress.IPv4Address) -> str | None:
+    """Which planned address ``address`` is (a gateway, a switch, a server or a BMC), in
+    O(networks) without compiling the plan."""
+    a = zone.addressing
+    pods = {pod.index: pod for pod in zone.pods}
+    for net in zone.networks.values():
+        if address not in net.supernet:
+            continue
+        index, host = divmod(int(address) - int(net.supernet.network_address), net.subnet_size)
+        keys = list(zone.core) if index == 0 else list(zone.switches)
+        first = net.core_host(a, 0) if index == 0 else a.switches_from
+        pod = pods.get(index)
+        if host == a.gateway and (index == 0 or pod):
+            return f"the gateway of subnet {index} of networks.{net.name}"
+        if 0 <= host - first < len(keys) and (index == 0 or pod):
+            key = keys[host - first]
+            return f"core switch {key}" if index == 0 else f"switch {pod.name}-{key}"
+        unit = host - a.units_from
+        if pod and unit in pod.units and net.serves in ("server", "bmc"):
+            name = zone.naming.format(pod=pod.name, unit=unit, pod_index=pod.index)
+            return f"{name}{BMC_SUFFIX if net.serves == 'bmc' else ''} on networks.{net.name}"
+    return None
+
+
+def _service_addresses(zone: Zone, top: SrcDict):
+    """(what, address text, line) of every service address the zone names."""
+    host = re.match(r"^https?://([^/:]+)", zone.controller_url)
+    if host:
+        yield "controller.url", host.group(1), _line(top, "controller", "url")
+    for key, values, path in (("dns.upstreams", zone.dns_upstreams, ("dns", "upstreams")),
+                              ("ntp", zone.ntp, ("ntp",))):
+        for i, value in enumerate(values):
+            node = top
+            for part in path:
+                node = node.get(part) if isinstance(node, dict) else None
+            line = node.line_of(i) if hasattr(node, "line_of") else _line(top, *path)
+            yield key, value, line
+
+
+def _check_addresses(r: Reader, zone: Zone, top: SrcDict) -> None:
+    """The controller, DNS and NTP servers never sit on an address the plan hands out,
+    and the controller is not its own DNS upstream."""
+    controller = None
+    for what, text, line in _service_addresses(zone, top):
+        try:
+            address = ipaddress.IPv4Address(text)
+        except ValueError:
+            continue  # a host name: nothing to compare
+        if what == "controller.url":
+            controller = address
+        elif what == "dns.upstreams" and address == controller:
+            r.error(line, f"dns.upstreams: {address} is the controller itself (a query loop)")
+        owner = _owner(zone, address)
+        if owner:
+            r.error(line, f"{what}: {address} is also the address of {owner}")
+
+
+def check_files(r: Reader, zone: Zone, top: SrcDict, hashes: bool = True) -> None:
+    """Every file the zone names exists (relative to the zone file's folder), and each
+    firmware image has its sha256 unless ``hashes`` is off."""
+    from .redfish.images import sha256_file
+
+    c = zone.credentials
+    wanted = [(("credentials", "bmc", "password_file"), c.password_file, None),
+              (("redfish", "ca_file"), zone.redfish.ca_file, None)]
+    wanted += [(("firmware", f.name, "image"), f.image, f.sha256 if hashes else None)
+               for f in zone.firmware.values()]
+    # Boot images may come later (zone up --lab installs the lab's): a warning.
+    wanted += [(("images", i.name, key), getattr(i, key), "later")
+               for i in zone.images.values() for key in ("kernel", "initrd")]
+    for path, relative, digest in wanted:
+        if not relative:
+            continue
+        full = zone.path(relative)
+        line, what = _line(top, *path), ".".join(path)
+        if not os.path.isfile(full):
+            report = r.warn if digest == "later" else r.error
+            report(line, f"{what}: {full}: no such file" + (
+                " (yet: nodes booting this image would fail)" if digest == "later" else ""))
+        elif digest == "later":
+            continue
+        elif digest:
+            actual = sha256_file(full)
+            if actual != digest:
+                r.error(line, f"{what}: {full}: sha256 is {actual}, the zone file says {digest}")

@@ -154,9 +154,10 @@ class _Compiler:
     def core(self) -> None:
         a = self.zone.addressing
         for k, spec in enumerate(self.zone.core.values()):
+            addresses = {net.name: _ip(self.bases[net.name][0] + net.core_host(a, k))
+                         for net in self.zone.networks.values()}
             self.add(Node(spec.key, self.fqdn(spec.key), "switch", None, None, 0, None,
-                          (self.switch_nets or [None])[0],
-                          self.addr(self.zone.networks, 0, a.switches_from + k),
+                          (self.switch_nets or [None])[0], addresses,
                           switch_key=spec.key, remote_id=spec.remote_id,
                           circuit_id=spec.circuit_id), None)
 

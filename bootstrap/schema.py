@@ -9,20 +9,56 @@ from __future__ import annotations
 
 import difflib
 import re
+import string
 
 from .errors import Problem
 from .yamlsrc import SrcDict, SrcList
 
 _UNIT_RANGE = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")
+# Characters that could end or escape a value rendered into an iPXE, shell, cloud-init
+# or Jinja-made script: control characters (newlines included), quotes, backslash, `$`
+# and backtick. No zone text needs them.
+UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\"'\\`$]")
+# A format spec in a template: fill/align, sign, zero, a width and precision of at
+# most two digits, an integer or text type. Checked before any formatting, so that
+# '{unit:>900000000}' is refused instead of allocating gigabytes.
+_SPEC = re.compile(r"(?:[\w.-]?[<>=^])?[+ -]?#?0?\d{0,2}[,_]?(?:\.\d{1,2})?[bdoxXs]?")
+
+
+def unsafe_char(value: str) -> str | None:
+    """A description of the first character of ``value`` that could break a script."""
+    m = UNSAFE.search(value)
+    return None if m is None else f"character {m.group()!r} is not allowed (it could break " \
+        "a rendered script)"
+
+
+def template_fields(template: str, allowed) -> set[str]:
+    """The fields a ``str.format`` template uses, all bare names from ``allowed``
+    with a small format spec; ValueError saying why not."""
+    used = set()
+    for _, name, spec, conversion in string.Formatter().parse(template):
+        if name is None:
+            continue
+        if name not in allowed:
+            raise ValueError(f"unknown field {{{name}}}")
+        if conversion or not _SPEC.fullmatch(spec):
+            raise ValueError(f"{{{name}}}: only a width up to 99 and a type like "
+                             f"{{{name}:02d}} may follow the name")
+        used.add(name)
+    return used
 
 
 class Reader:
     def __init__(self, filename: str):
         self.filename = filename
         self.problems: list[Problem] = []
+        self.warnings: list[Problem] = []  # worth saying, but the zone still works
 
     def error(self, line: int, message: str) -> None:
         self.problems.append(Problem(self.filename, line, message))
+
+    def warn(self, line: int, message: str) -> None:
+        self.warnings.append(Problem(self.filename, line, message))
 
     def mapping(self, value, line: int, what: str) -> SrcDict:
         """``value`` as a mapping, or an empty one after reporting a problem."""
@@ -57,11 +93,20 @@ class Reader:
 
     def text(self, d: SrcDict, key: str, what: str, default=None):
         value = d.get(key, default)
-        if value is None or isinstance(value, str):
-            return value
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return str(value)
+            value = str(value)
+        if value is None or isinstance(value, str):
+            return self.safe(value, d.line_of(key), f"{what}.{key}", default)
         self.error(d.line_of(key), f"{what}.{key} must be text")
+        return default
+
+    def safe(self, value, line: int, what: str, default=None):
+        """``value`` if no character of it could break a rendered script, else
+        ``default`` after reporting the problem."""
+        why = unsafe_char(value) if isinstance(value, str) else None
+        if why is None:
+            return value
+        self.error(line, f"{what}: {why}")
         return default
 
     def integer(self, d: SrcDict, key: str, what: str, default=None, low=None, high=None):
@@ -93,16 +138,23 @@ class Reader:
         for i, item in enumerate(items):
             if isinstance(item, (dict, list)) or item is None:
                 self.error(items.line_of(i), f"{what}.{key}[{i}] must be text")
-            else:
+            elif self.safe(str(item), items.line_of(i), f"{what}.{key}[{i}]") is not None:
                 out.append(str(item))
         return tuple(out)
 
 
-def parse_units(value) -> list[int]:
-    """Unit selections: ``7``, ``"7-40"``, ``"1,3,5-7"`` or a list of those.
+def parse_units(value, limit: int) -> list[int]:
+    """Unit selections: ``7``, ``"7-40"``, ``"1,3,5-7"`` or a list of those, together
+    at most ``limit`` units numbered up to ``limit`` (checked before expanding).
 
     Raises ValueError with a message for anything else.
     """
+    units: list[int] = []
+    _add_units(value, limit, units)
+    return units
+
+
+def _add_units(value, limit: int, units: list) -> None:
     if isinstance(value, bool):
         raise ValueError(f"bad unit selection {value!r}")
     if isinstance(value, int):
@@ -110,16 +162,19 @@ def parse_units(value) -> list[int]:
     elif isinstance(value, str):
         parts = value.split(",")
     elif isinstance(value, list):
-        return [u for item in value for u in parse_units(item)]
+        for item in value:
+            _add_units(item, limit, units)
+        return
     else:
-        raise ValueError(f"bad unit selection {value!r}")
-    units = []
+        raise ValueError(f"bad unit selection {str(value)[:40]!r}")
     for part in parts:
         m = _UNIT_RANGE.match(part)
-        if not m:
-            raise ValueError(f"bad unit selection {part.strip()!r} (want N or N-M)")
+        if not m or len(part) > 40:
+            raise ValueError(f"bad unit selection {part.strip()[:40]!r} (want N or N-M)")
         first, last = int(m.group(1)), int(m.group(2) or m.group(1))
         if first < 1 or last < first:
             raise ValueError(f"bad unit range {part.strip()!r}")
+        if last > limit or len(units) + last - first >= limit:
+            raise ValueError(f"units {part.strip()!r}: a subnet of this zone holds at most "
+                             f"{limit} units")
         units.extend(range(first, last + 1))
-    return units

@@ -10,12 +10,11 @@ import hashlib
 import ipaddress
 import os
 import re
-import string
 from dataclasses import dataclass, field
 
 from .errors import Problem, ZoneInvalid
-from .schema import Reader, parse_units
-from .yamlsrc import SrcDict, load_text
+from .schema import Reader, parse_units, template_fields
+from .yamlsrc import MAX_BYTES, SrcDict, load_text
 
 ZTP_KINDS = ("sonic", "onie", "cumulus", "arista")
 KINDS = ("switch", "server")
@@ -29,6 +28,15 @@ TOP_KEYS = ("zone", "domain", "networks", "addressing", "controller", "dns", "nt
 TOP_REQUIRED = ("zone", "domain", "networks", "roles", "pod_template", "pods")
 _SECRET_KEY = re.compile(r"(^|_)(password|passwd|secret|token)$", re.IGNORECASE)
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+# Names of roles, images, firmware, networks and groups: they reach inventories and scripts.
+_IDENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+# controller.url and a rendered redfish.url: scheme, host[:port], a plain path.
+_URL = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~%/+=,:@-]*)?$")
+NAMING_FIELDS = ("pod", "pod_index", "unit")
+MAX_DOMAIN = 200          # leaves room for host names under it within 253
+U32 = 0xFFFFFFFF          # DHCP times are 32-bit seconds on the wire
+MAX_SERVERS = 200_000     # every pod's units together (the 10k zone: 10,000)
+MAX_UNITS = 4094          # one pod's units, whatever its subnets could hold
 
 
 @dataclass(frozen=True)
@@ -38,6 +46,12 @@ class Network:
     prefix: int
     serves: str  # switch | bmc | server: whose identity lives on this network
     vlan: int | None = None
+    core_from: int | None = None  # the core switches' first host in subnet 0 (default:
+    #                               addressing.switches_from), to keep e.g. the controller's free
+
+    def core_host(self, addressing: "Addressing", k: int) -> int:
+        """The host number of core switch ``k`` (0-based) in subnet 0."""
+        return (self.core_from or addressing.switches_from) + k
 
     @property
     def subnet_count(self) -> int:
@@ -160,6 +174,7 @@ class Zone:
     redfish: Redfish = field(default_factory=Redfish)
     dhcp: DhcpSettings = field(default_factory=DhcpSettings)
     up: UpSettings = field(default_factory=UpSettings)
+    warnings: tuple = ()  # Problems that do not make the zone invalid (files not there yet)
 
     @property
     def base_dir(self) -> str:
@@ -170,18 +185,22 @@ class Zone:
         return relative if os.path.isabs(relative) else os.path.join(self.base_dir, relative)
 
 
-def load_zone(path: str) -> Zone:
-    """Load, normalise and validate the zone file at ``path``."""
+def load_zone(path: str, files: bool = False, hashes: bool = True) -> Zone:
+    """Load, normalise and validate the zone file at ``path``; with ``files``, also the
+    files it names (and, with ``hashes``, the firmware images' sha256)."""
     try:
         with open(path, "rb") as fh:
-            data = fh.read()
+            data = fh.read(MAX_BYTES + 1)  # bounded: a device or a pipe never ends
     except OSError as exc:
         raise ZoneInvalid([Problem(str(path), 0, f"cannot read: {exc.strerror}")]) from None
+    if len(data) > MAX_BYTES:
+        raise ZoneInvalid([Problem(str(path), 1, f"larger than {MAX_BYTES >> 20} MB")])
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise ZoneInvalid([Problem(str(path), 0, "not UTF-8 text")]) from None
-    return build_zone(load_text(text, str(path)), str(path), hashlib.sha256(data).hexdigest())
+    return build_zone(load_text(text, str(path)), str(path), hashlib.sha256(data).hexdigest(),
+                      files=files, hashes=hashes)
 
 
 def parse_zone_text(text: str, filename: str = "<zone>") -> Zone:
@@ -189,7 +208,8 @@ def parse_zone_text(text: str, filename: str = "<zone>") -> Zone:
                       hashlib.sha256(text.encode()).hexdigest())
 
 
-def build_zone(raw, filename: str, digest: str = "") -> Zone:
+def build_zone(raw, filename: str, digest: str = "", files: bool = False,
+               hashes: bool = True) -> Zone:
     r = Reader(filename)
     if not isinstance(raw, SrcDict):
         raise ZoneInvalid([Problem(filename, getattr(raw, "line", 1), "zone file must be a mapping")])
@@ -206,14 +226,16 @@ def build_zone(raw, filename: str, digest: str = "") -> Zone:
     roles = b.roles(zone)
     switches, circuit = b.pod_switches(roles)
     core = b.core(circuit, switches)
-    pods = b.pods(roles)
+    pods = b.pods(roles, zone.networks)
     zone = _replace(zone, roles=roles, switches=switches, core=core, pods=pods)
-    from .checks import check_zone  # cross-object rules need the whole model
+    from .checks import check_files, check_zone  # cross-object rules need the whole model
 
     check_zone(r, zone, top)
+    if files:
+        check_files(r, zone, top, hashes)
     if r.problems:
         raise ZoneInvalid(r.problems)
-    return zone
+    return _replace(zone, warnings=tuple(sorted(set(r.warnings))))
 
 
 def _replace(zone: Zone, **changes) -> Zone:
@@ -236,12 +258,6 @@ def _check_no_secrets(r: Reader, node, where: str = "") -> None:
             _check_no_secrets(r, item, f"{where}[{i}]")
 
 
-def template_fields(template: str) -> set[str]:
-    """The field names a ``str.format`` template uses; ValueError if malformed."""
-    return {f.split(".")[0].split("[")[0] for _, f, _, _ in string.Formatter().parse(template)
-            if f is not None}
-
-
 class _Builder:
     """Normalises each top-level section; one method per section."""
 
@@ -260,8 +276,10 @@ class _Builder:
     def domain(self) -> str:
         value = (self.r.text(self.top, "domain", "zone file", "") or "").rstrip(".")
         labels = value.split(".")
-        if "domain" in self.top and not all(_NAME.match(label) for label in labels):
-            self.r.error(self.top.line_of("domain"), f"domain: '{value}' is not a valid domain")
+        if "domain" in self.top and not (all(_NAME.match(label) for label in labels)
+                                         and len(value) <= MAX_DOMAIN):
+            self.r.error(self.top.line_of("domain"), f"domain: '{value}' is not a valid domain "
+                         f"(DNS labels, at most {MAX_DOMAIN} characters)")
         return value
 
     def networks(self) -> dict:
@@ -270,9 +288,11 @@ class _Builder:
         if "networks" in self.top and not nets:
             self.r.error(nets.line, "networks: at least one network is needed")
         for name, spec in nets.items():
+            self.ident(nets, name, "networks")
             spec = self.r.mapping(spec, nets.line_of(name), f"networks.{name}")
             what = f"networks.{name}"
-            self.r.keys(spec, what, ("supernet", "prefix", "serves", "vlan"), ("supernet", "prefix"))
+            self.r.keys(spec, what, ("supernet", "prefix", "serves", "vlan", "core_from"),
+                        ("supernet", "prefix"))
             net = self._network(name, spec, what)
             if net:
                 out[name] = net
@@ -290,24 +310,37 @@ class _Builder:
         if serves not in SERVES:
             self.r.error(spec.line_of("serves"), f"{what}.serves must be one of {', '.join(SERVES)}")
         vlan = self.r.integer(spec, "vlan", what, None, low=1, high=4094)
+        core_from = self.r.integer(spec, "core_from", what, None, low=1, high=1 << 24)
         if prefix is None:
             return None
-        return Network(name, supernet, prefix, serves, vlan)
+        return Network(name, supernet, prefix, serves, vlan, core_from)
+
+    def ident(self, section: SrcDict, key, what: str) -> None:
+        """A name the zone defines (a role, an image...): plain letters, digits, ``_.-``."""
+        if not _IDENT.match(str(key)):
+            self.r.error(section.line_of(key), f"{what}: '{key}' is not a valid name (letters, "
+                         "digits, '_', '.', '-'; at most 63)")
+
+    def label(self, section: SrcDict, key, what: str) -> None:
+        """A name that becomes a host name: a DNS label."""
+        if not _NAME.match(str(key)):
+            self.r.error(section.line_of(key), f"{what}: '{key}' is not a valid DNS label "
+                         "(a-z, 0-9, '-'; at most 63)")
 
     def addressing(self) -> Addressing:
         d = self.section("addressing")
         self.r.keys(d, "addressing", ("gateway", "switches_from", "units_from"))
         return Addressing(
-            gateway=self.r.integer(d, "gateway", "addressing", 1, low=1),
-            switches_from=self.r.integer(d, "switches_from", "addressing", 2, low=1),
-            units_from=self.r.integer(d, "units_from", "addressing", 10, low=1))
+            gateway=self.r.integer(d, "gateway", "addressing", 1, low=1, high=1 << 24),
+            switches_from=self.r.integer(d, "switches_from", "addressing", 2, low=1, high=1 << 24),
+            units_from=self.r.integer(d, "units_from", "addressing", 10, low=1, high=1 << 24))
 
     def controller(self) -> str:
         d = self.section("controller")
         self.r.keys(d, "controller", ("url",))
         url = self.r.text(d, "url", "controller", "http://127.0.0.1:8080") or ""
-        if not re.match(r"^https?://[^/\s]+", url):
-            self.r.error(d.line_of("url"), f"controller.url: '{url}' is not an http(s) URL")
+        if not _URL.match(url):
+            self.r.error(d.line_of("url"), f"controller.url: '{url}' is not a plain http(s) URL")
         return url.rstrip("/")
 
     def _addresses(self, d: SrcDict, key: str, what: str) -> tuple:
@@ -341,16 +374,19 @@ class _Builder:
         return self._addresses(wrapper, "ntp", "zone file")
 
     def naming(self) -> str:
-        naming = self.r.text(self.top, "naming", "zone file", "{pod}-u{unit:02d}")
+        default = "{pod}-u{unit:02d}"
+        naming = self.r.text(self.top, "naming", "zone file", default) or default
+        why = ""
         try:
+            ok = "unit" in template_fields(naming, NAMING_FIELDS)
             naming.format(pod="p01", unit=1, pod_index=1)
-            ok = "unit" in template_fields(naming)
-        except (ValueError, KeyError, IndexError, AttributeError):
-            ok = False
+        except (ValueError, KeyError, IndexError, AttributeError) as exc:
+            ok, why = False, f" ({exc})"
         if not ok:
             self.r.error(self.top.line_of("naming"),
                          f"naming: '{naming}' must be a template with {{unit}} and "
-                         "only {pod}, {pod_index}, {unit}")
+                         f"only {{pod}}, {{pod_index}}, {{unit}}{why}")
+            return default  # so later checks render names with something sane
         return naming
 
     def _entries(self, key: str, allowed, required, make) -> dict:
@@ -358,16 +394,29 @@ class _Builder:
         out = {}
         for name, spec in section.items():
             what = f"{key}.{name}"
+            self.ident(section, name, key)
             spec = self.r.mapping(spec, section.line_of(name), what)
             self.r.keys(spec, what, allowed, required)
             out[name] = make(name, spec, what)
         return out
 
     def images(self) -> dict:
-        return self._entries("images", ("kernel", "initrd", "cmdline"), ("kernel", "initrd"),
-                             lambda n, s, w: Image(n, self.r.text(s, "kernel", w, ""),
-                                                   self.r.text(s, "initrd", w, ""),
-                                                   self.r.text(s, "cmdline", w, "")))
+        def make(name, spec, what):
+            cmdline = self.r.text(spec, "cmdline", what, "") or ""
+            if re.search(r"[|&]", cmdline):  # iPXE's || and && would end the kernel line
+                self.r.error(spec.line_of("cmdline"), f"{what}.cmdline: '|' and '&' are not "
+                             "allowed (the iPXE script would read them as operators)")
+            return Image(name, self.path_text(spec, "kernel", what),
+                         self.path_text(spec, "initrd", what), cmdline)
+
+        return self._entries("images", ("kernel", "initrd", "cmdline"), ("kernel", "initrd"), make)
+
+    def path_text(self, d: SrcDict, key: str, what: str) -> str:
+        """A file the zone names: no spaces either, it becomes part of a URL or a command."""
+        value = self.r.text(d, key, what, "") or ""
+        if re.search(r"\s", value):
+            self.r.error(d.line_of(key), f"{what}.{key}: '{value}' must not contain spaces")
+        return value
 
     def firmware(self) -> dict:
         def make(name, spec, what):
@@ -376,7 +425,7 @@ class _Builder:
                 self.r.error(spec.line_of("sha256"), f"{what}.sha256 must be 64 hex digits")
             return Firmware(name, self.r.text(spec, "component", what, ""),
                             self.r.text(spec, "version", what, ""),
-                            self.r.text(spec, "image", what, ""), digest)
+                            self.path_text(spec, "image", what), digest)
 
         keys = ("component", "version", "image", "sha256")
         return self._entries("firmware", keys, keys, make)
@@ -405,11 +454,17 @@ class _Builder:
         d = self.section("dhcp")
         self.r.keys(d, "dhcp", ("lease_time", "renew_time", "rebind_time", "trusted_relays",
                                      "relay_sources"))
-        lease = self.r.integer(d, "lease_time", "dhcp", 3600, low=60)
-        return DhcpSettings(
-            lease, self.r.integer(d, "renew_time", "dhcp", lease // 2, low=30, high=lease),
-            self.r.integer(d, "rebind_time", "dhcp", lease * 7 // 8, low=30, high=lease),
-            self._addresses(d, "trusted_relays", "dhcp"), self._cidrs(d, "relay_sources", "dhcp"))
+        lease = self.r.integer(d, "lease_time", "dhcp", 3600, low=60, high=U32)
+        renew = self.r.integer(d, "renew_time", "dhcp", lease // 2, low=30, high=U32)
+        rebind = self.r.integer(d, "rebind_time", "dhcp", lease * 7 // 8, low=30, high=U32)
+        if not renew < rebind < lease:  # RFC 2131 4.4.5: T1 < T2 < lease
+            key = next((k for k in ("renew_time", "rebind_time") if k in d), "lease_time")
+            self.r.error(d.line_of(key), f"dhcp: renew_time {renew} < rebind_time {rebind} < "
+                         f"lease_time {lease} does not hold")
+            lease, renew, rebind = DhcpSettings.lease_time, DhcpSettings.renew_time, \
+                DhcpSettings.rebind_time
+        return DhcpSettings(lease, renew, rebind, self._addresses(d, "trusted_relays", "dhcp"),
+                            self._cidrs(d, "relay_sources", "dhcp"))
 
     def up(self) -> UpSettings:
         d = self.section("up")
@@ -435,7 +490,12 @@ class _Builder:
                 if fw not in zone.firmware:
                     self.r.error(spec["firmware"].line_of(i),
                                  f"{what}.firmware: no firmware '{fw}' in firmware")
-            return Role(name, kind, ztp, image, firmware, self.r.text_list(spec, "groups", what))
+            groups = self.r.text_list(spec, "groups", what)
+            for i, group in enumerate(groups):
+                if not _IDENT.match(group):
+                    self.r.error(spec["groups"].line_of(i), f"{what}.groups: '{group}' is not a "
+                                 "valid group name")
+            return Role(name, kind, ztp, image, firmware, groups)
 
         return self._entries("roles", ("kind", "ztp", "image", "firmware", "groups"), ("kind",), make)
 
@@ -455,14 +515,16 @@ class _Builder:
         if key not in d:
             return default  # inherited: its own line reports it if broken
         template = self.r.text(d, key, what, default) or default
+        why = ""
         try:
-            ok = template_fields(template) == {"port"}
+            ok = template_fields(template, ("port",)) == {"port"}
             template.format(port=1)
-        except (ValueError, KeyError, IndexError):
-            ok = False
+        except (ValueError, KeyError, IndexError) as exc:
+            ok, why = False, f" ({exc})"
         if not ok:
             self.r.error(d.line_of(key), f"{what}.{key}: '{template}' must contain {{port}} "
-                         "and no other field")
+                         f"and no other field{why}")
+            return default
         return template
 
     def pod_switches(self, roles) -> tuple[dict, str]:
@@ -474,6 +536,7 @@ class _Builder:
         out = {}
         for key, spec in sw.items():
             what = f"pod_template.switches.{key}"
+            self.label(sw, key, "pod_template.switches")
             spec = self.r.mapping(spec, sw.line_of(key), what)
             self.r.keys(spec, what, ("role", "remote_id", "uplink", "circuit_id"), ("role",))
             up = self.r.mapping(spec.get("uplink"), spec.line_of("uplink"), f"{what}.uplink")
@@ -490,6 +553,7 @@ class _Builder:
         out = {}
         for key, spec in section.items():
             what = f"core.{key}"
+            self.label(section, key, "core")
             spec = self.r.mapping(spec, section.line_of(key), what)
             self.r.keys(spec, what, ("remote_id", "circuit_id"))
             if key in pod_switches:
@@ -498,7 +562,7 @@ class _Builder:
                                   self._circuit(spec, "circuit_id", what, circuit))
         return out
 
-    def _unit_roles(self, items, what: str, roles) -> dict:
+    def _unit_roles(self, items, what: str, roles, limit: int) -> dict:
         """A ``units:`` list → {unit: role}; a unit claimed twice is an error."""
         out, seen = {}, {}
         for i, entry in enumerate(items):
@@ -507,7 +571,7 @@ class _Builder:
             self.r.keys(entry, f"{what}[{i}]", (), ("units", "role"))
             role = self._role_ref(roles, entry, f"{what}[{i}]", "server")
             try:
-                units = parse_units(entry.get("units")) if "units" in entry else []
+                units = parse_units(entry.get("units"), limit) if "units" in entry else []
             except ValueError as exc:
                 self.r.error(entry.line_of("units"), f"{what}[{i}].units: {exc}")
                 continue
@@ -515,16 +579,22 @@ class _Builder:
                 if unit in seen:
                     self.r.error(entry.line_of("units"),
                                  f"{what}[{i}]: unit {unit} is already claimed at line {seen[unit]}")
+                    break  # one report per entry: a range can repeat thousands
                 seen[unit] = entry.line_of("units")
                 out[unit] = role
         return out
 
-    def pods(self, roles) -> tuple:
+    def unit_limit(self, networks: dict) -> int:
+        """The most units one pod can have: what its smallest subnet holds."""
+        return min([MAX_UNITS] + [net.subnet_size for net in networks.values()])
+
+    def pods(self, roles, networks: dict) -> tuple:
+        limit = self.unit_limit(networks)
         tpl = self.section("pod_template")
         units_raw = self.r.sequence(tpl.get("units"), tpl.line_of("units"), "pod_template.units")
-        base_units = self._unit_roles(units_raw, "pod_template.units", roles)
+        base_units = self._unit_roles(units_raw, "pod_template.units", roles, limit)
         pods_raw = self.r.sequence(self.top.get("pods"), self.top.line_of("pods"), "pods")
-        out, names, indexes = [], {}, {}
+        out, names, indexes, servers = [], {}, {}, 0
         for i, spec in enumerate(pods_raw):
             what = f"pods[{i}]"
             spec = self.r.mapping(spec, pods_raw.line_of(i), what)
@@ -540,7 +610,12 @@ class _Builder:
             units = dict(base_units)
             if "units" in over:
                 seq = self.r.sequence(over["units"], over.line_of("units"), f"{what}.overrides.units")
-                units.update(self._unit_roles(seq, f"{what}.overrides.units", roles))
+                units.update(self._unit_roles(seq, f"{what}.overrides.units", roles, limit))
+            servers += len(units)
+            if servers > MAX_SERVERS:
+                self.r.error(pods_raw.line_of(i), f"{what}: more than {MAX_SERVERS} servers in "
+                             "the zone")
+                break
             out.append(Pod(name, index or 0, dict(sorted(units.items()))))
         return tuple(out)
 
