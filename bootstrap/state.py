@@ -7,19 +7,46 @@ server database can replace SQLite behind the same methods.
 
 Hot paths (DHCP) never write here directly: they hand events to an
 :class:`EventWriter`, which batches them on a thread of its own.
+
+A full or read-only state filesystem must not stop the services, which answer
+from the zone alone: a write that fails is recorded (:func:`write_problems`,
+``zone_state_write_errors_total``), events that cannot be written are dropped and
+counted (``zone_events_dropped_total{reason}``), and once writes succeed again
+events flow again. A database that cannot be opened for writing is opened
+read-only, so ``zone status`` still reads it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import queue
+import socket
 import sqlite3
 import threading
 import time
+import urllib.parse
 from typing import Iterable
 
+from prometheus_client import Counter
+
 from .errors import InputError
+from .throttle import Throttle
+
+log = logging.getLogger("bootstrap.state")
+EVENTS_DROPPED = Counter("zone_events_dropped_total",
+                         "Events not recorded, by why (disk-full, read-only, io-error, ...)",
+                         ["reason"])
+WRITE_ERRORS = Counter("zone_state_write_errors_total", "Failed state database writes",
+                       ["reason"])
+HEARTBEAT_SECONDS = 5.0                # a running service marks itself alive this often
+STALE_AFTER = 3 * HEARTBEAT_SECONDS    # no mark for this long: the service is stale
+LOW_SPACE = 1 << 20     # bytes: less free than this on the state filesystem is "full"
+PROBE_INTERVAL = 5.0    # seconds between write probes while writes are failing
+# Log lines about failing writes: one per minute and kind, the rest counted as suppressed.
+WRITE_LOG = Throttle(rate=1 / 60, burst=1)
 
 # Legal order of states per kind; moves go forward, to failed, or out of failed.
 ORDER = {
@@ -62,18 +89,50 @@ class Store:
 
     def __init__(self, path: str):
         self.path = str(path)
+        self.readonly = False   # opened read-only: writing was impossible
+        self._probed = time.monotonic()  # last write probe (see problems)
         if self.path != ":memory:":
-            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+            with contextlib.suppress(OSError):  # a read-only parent: the file may still read
+                os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
         try:
-            self.db = sqlite3.connect(self.path, timeout=30, check_same_thread=False,
-                                      isolation_level=None)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.executescript(SCHEMA)
+            self.db = self._open()
         except sqlite3.DatabaseError as exc:
             raise InputError(f"{self.path}: not a usable state database ({exc})") from None
         self.db.row_factory = sqlite3.Row
         self.lock = threading.RLock()
+
+    def _connect(self, target: str, uri: bool = False):
+        return sqlite3.connect(target, timeout=30, check_same_thread=False,
+                               isolation_level=None, uri=uri)
+
+    def _open(self):
+        try:
+            db = self._connect(self.path)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(SCHEMA)
+            return db
+        except sqlite3.OperationalError as exc:
+            if self.path == ":memory:" or failure_reason(exc) == "error" \
+                    or not os.path.exists(self.path):
+                raise
+            return self._open_readonly(exc)
+
+    def _open_readonly(self, why: Exception):
+        """The database read-only: ``mode=ro`` sees the write-ahead log but needs its
+        shared-memory file; ``immutable`` needs nothing, but misses what the log holds."""
+        base = "file:" + urllib.parse.quote(os.path.abspath(self.path))
+        for query in ("mode=ro", "immutable=1"):
+            db = self._connect(f"{base}?{query}", uri=True)
+            try:
+                db.execute("SELECT count(*) FROM services").fetchone()
+            except sqlite3.Error:
+                db.close()
+                continue
+            log.warning("%s: not writable (%s): opened read-only", self.path, why)
+            self.readonly = True
+            return db
+        raise why
 
     def close(self) -> None:
         with self.lock:
@@ -107,7 +166,10 @@ class Store:
     # --- nodes --------------------------------------------------------------
 
     def seed(self, plan) -> None:
-        """A ``planned`` row for every node and pod of the plan not yet stored."""
+        """A ``planned`` row for every node and pod of the plan not yet stored (none when
+        the database is read-only: its readers see the nodes it holds)."""
+        if self.readonly:
+            return
         now = time.time()
         with self._tx() as db:
             db.executemany("INSERT OR IGNORE INTO nodes(name,pod,kind,updated) VALUES (?,?,?,?)",
@@ -210,29 +272,168 @@ class Store:
         with self._tx() as db:
             db.execute("DELETE FROM services WHERE id=?", (ident,))
 
-    def heartbeat(self, ident: str) -> None:
+    def heartbeat(self, ident: str) -> bool:
+        """Mark the service alive now; False if it is not registered (any more)."""
         with self._tx() as db:
-            db.execute("UPDATE services SET heartbeat=? WHERE id=?", (time.time(), ident))
+            return db.execute("UPDATE services SET heartbeat=? WHERE id=?",
+                              (time.time(), ident)).rowcount > 0
 
     def services(self) -> list[dict]:
         with self.lock:
             return [dict(r) for r in self.db.execute("SELECT * FROM services ORDER BY id")]
 
 
+    # --- health -------------------------------------------------------------------
+
+    def problems(self) -> list[str]:
+        """Why the state cannot be written, or soon cannot: [] when all is well.
+
+        From the filesystem (read-only, less than :data:`LOW_SPACE` free) and from the
+        last write of this process, if it failed; while it has, a tiny write is tried
+        now and then, so the answer clears once writing works again."""
+        if self.path == ":memory:":
+            return []
+        if self.readonly:
+            return [f"state database {self.path} opened read-only"]
+        found = filesystem_problems(os.path.dirname(os.path.abspath(self.path)))
+        if self.path in _FAILURES and time.monotonic() - self._probed >= PROBE_INTERVAL:
+            self._probed = time.monotonic()
+            with contextlib.suppress(sqlite3.Error):  # a failure is recorded by _Tx
+                self._probe()
+        failure = _FAILURES.get(self.path)
+        if failure is not None:
+            found.append(f"state writes failing since {time.ctime(failure[2])}: {failure[1]}")
+        return found
+
+    def _probe(self) -> None:
+        """One small committed write: the header's user_version, set to what it is."""
+        with self._tx() as db:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            db.execute(f"PRAGMA user_version = {int(version)}")
+
+
+# Per database path, the last write failure in this process: (reason, message, time),
+# dropped by the next write that succeeds (every connection of the process counts).
+_FAILURES: dict[str, tuple[str, str, float]] = {}
+
+
+def failure_reason(exc: BaseException) -> str:
+    """A short label for why a state write failed, for counters and health."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    for prefix, reason in (("SQLITE_FULL", "disk-full"), ("SQLITE_READONLY", "read-only"),
+                           ("SQLITE_IOERR", "io-error"), ("SQLITE_CANTOPEN", "io-error"),
+                           ("SQLITE_BUSY", "busy"), ("SQLITE_LOCKED", "busy")):
+        if name.startswith(prefix):
+            return reason
+    return "error"
+
+
+def write_problems(path: str) -> tuple[str, str, float] | None:
+    """This process's last write failure on ``path``, if no write succeeded since."""
+    return _FAILURES.get(str(path))
+
+
+def _write_failed(path: str, exc: BaseException) -> None:
+    reason = failure_reason(exc)
+    WRITE_ERRORS.labels(reason=reason).inc()
+    if path not in _FAILURES:
+        _FAILURES[path] = (reason, str(exc), time.time())
+    if WRITE_LOG.allow("state-write-failed", path):
+        log.warning("%s: state write failed (%s): %s; services go on from the zone",
+                    path, reason, exc)
+
+
+def _write_worked(path: str) -> None:
+    if _FAILURES.pop(path, None) is not None:
+        log.warning("%s: state writes work again", path)
+
+
+def filesystem_problems(folder: str) -> list[str]:
+    """The state filesystem read-only, or with less than :data:`LOW_SPACE` free."""
+    try:
+        fs = os.statvfs(folder)
+    except OSError as exc:
+        return [f"state folder {folder}: {exc.strerror}"]
+    if fs.f_flag & os.ST_RDONLY:
+        return [f"state filesystem of {folder} is read-only"]
+    free = fs.f_bavail * fs.f_frsize
+    if free < LOW_SPACE:
+        return [f"state filesystem of {folder} is full ({free // 1024} KiB free)"]
+    return []
+
+
+def staleness(service: dict, now: float | None = None, host: str | None = None) -> str | None:
+    """Why a registered service is stale, or None while it looks alive.
+
+    Its process gone (when it ran on this host: its id names the host and pid), or
+    no heartbeat for :data:`STALE_AFTER` (for services that beat: a heartbeat after
+    the start; the standalone HTTP entry never beats)."""
+    now = time.time() if now is None else now
+    host = host or socket.gethostname()
+    pid, kind = service.get("pid"), service.get("kind")
+    if pid and service.get("id") in (f"{kind}-{host}-{pid}", f"{host}:{pid}:{kind}") \
+            and not _process_runs(int(pid)):
+        return f"process {pid} is gone"
+    beat, started = service.get("heartbeat") or 0, service.get("started") or 0
+    if beat > started and now - beat > STALE_AFTER:
+        return f"no heartbeat for {now - beat:.0f} s"
+    return None
+
+
+def _process_runs(pid: int) -> bool:
+    """Is ``pid`` a live process here (a zombie, killed but not reaped, is not)?"""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            return fh.read().rpartition(")")[2].split()[:1] != ["Z"]
+    except OSError:
+        return True
+
+
 class _Tx:
-    """``with store._tx() as db``: one IMMEDIATE transaction under the store's lock."""
+    """``with store._tx() as db``: one IMMEDIATE transaction under the store's lock.
+
+    A failed write (disk full, read-only, I/O error) is recorded for :meth:`Store.problems`
+    and re-raised; the transaction is always closed and the lock always released, so
+    the connection stays usable once the disk is."""
 
     def __init__(self, store: Store):
         self.store = store
 
     def __enter__(self):
         self.store.lock.acquire()
-        self.store.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.store.db.execute("BEGIN IMMEDIATE")
+        except BaseException as exc:
+            self._close(exc)
+            raise
         return self.store.db
 
     def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            try:
+                self.store.db.execute("COMMIT")
+            except BaseException as failed:
+                self._close(failed)
+                raise
+        self._close(exc)
+
+    def _close(self, exc: BaseException | None) -> None:
+        """End the transaction (a failed COMMIT may leave it open) and release the lock."""
+        path, db = self.store.path, self.store.db
         try:
-            self.store.db.execute("ROLLBACK" if exc_type else "COMMIT")
+            if db.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                _write_failed(path, exc)
+            elif exc is None:
+                _write_worked(path)
         finally:
             self.store.lock.release()
 
@@ -255,7 +456,9 @@ class EventWriter:
     """Batches events onto the store from a thread, so callers never block on disk.
 
     ``put`` is cheap and never raises; if the queue is full the event is counted
-    in ``dropped`` rather than stalling a packet path.
+    in ``dropped`` rather than stalling a packet path. A batch the store cannot
+    write (disk full, read-only) is dropped and counted the same way, by reason, and
+    the next batch tries again: events flow again once the disk has room.
     """
 
     def __init__(self, store: Store, max_queue: int = 100_000, batch: int = 2000,
@@ -271,7 +474,11 @@ class EventWriter:
         try:
             self.queue.put_nowait((time.time(), node, source, kind, detail))
         except queue.Full:
-            self.dropped += 1
+            self._drop(1, "queue-full")
+
+    def _drop(self, count: int, reason: str) -> None:
+        self.dropped += count
+        EVENTS_DROPPED.labels(reason=reason).inc(count)
 
     def _drain(self) -> list:
         items = []
@@ -290,8 +497,8 @@ class EventWriter:
                 continue
             try:
                 self.store.add_events(items)
-            except sqlite3.Error:
-                self.dropped += len(items)
+            except sqlite3.Error as exc:  # full or read-only disk: drop, count, go on
+                self._drop(len(items), failure_reason(exc))
 
     def close(self) -> None:
         """Flush what is queued and stop the thread."""

@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
+import sqlite3
+import subprocess
+import time
 
+import pytest
+from prometheus_client import REGISTRY
+
+from bootstrap import state
 from bootstrap.state import EventWriter, Store, legal
 
 
@@ -57,3 +65,77 @@ def test_concurrent_writers_lose_nothing(tmp_path):
         p.join(60)
     assert [p.exitcode for p in procs] == [0, 0, 0]
     assert len(Store(path).events(limit=100_000)) == 9000
+
+
+def _full(store: Store) -> None:
+    """SQLite's own page limit: writes fail with SQLITE_FULL, as on a full disk."""
+    pages = store.db.execute("PRAGMA page_count").fetchone()[0]
+    store.db.execute(f"PRAGMA max_page_count = {pages}")
+
+
+def _dropped(reason: str) -> float:
+    return REGISTRY.get_sample_value("zone_events_dropped_total", {"reason": reason}) or 0.0
+
+
+def test_a_full_database_drops_events_with_a_count_and_they_flow_again(tmp_path):
+    store = Store(str(tmp_path / "s.db"))
+    store.register_service("dhcp-h-1", "dhcp", "x", "d")
+    _full(store)
+    writer = EventWriter(store)
+    before = _dropped("disk-full")
+    writer.put("lease", "n1", "dhcp", blob="x" * 100_000)
+    assert _wait(lambda: writer.dropped == 1)
+    assert _dropped("disk-full") == before + 1
+    assert any("state writes failing" in p and "full" in p for p in store.problems())
+    store.db.execute("PRAGMA max_page_count = 1073741823")  # room again
+    writer.put("lease", "n2", "dhcp")
+    writer.close()
+    assert [e["node"] for e in store.events()] == ["n2"]
+    assert store.heartbeat("dhcp-h-1") and store.problems() == []
+
+
+def test_health_probes_a_failed_write_away_once_writing_works(tmp_path, monkeypatch):
+    monkeypatch.setattr(state, "PROBE_INTERVAL", 0)
+    store = Store(str(tmp_path / "s.db"))
+    store.db.execute("PRAGMA query_only = ON")  # every write refused, as read-only
+    with pytest.raises(sqlite3.OperationalError):
+        store.event("lost")
+    assert state.write_problems(store.path)[0] == "read-only"
+    assert "readonly database" in store.problems()[0]  # the probe failed as well
+    store.db.execute("PRAGMA query_only = OFF")
+    assert store.problems() == []  # no event needed: the probe wrote
+
+
+def test_a_heartbeat_registers_again_a_service_whose_record_is_gone(tmp_path):
+    store = Store(str(tmp_path / "s.db"))
+    assert not store.heartbeat("dhcp-h-1")
+    store.register_service("dhcp-h-1", "dhcp", "x", "d")
+    assert store.heartbeat("dhcp-h-1")
+
+
+def test_stale_services_by_process_and_by_heartbeat():
+    host, now = "ctl", 1000.0
+    mine = {"id": f"dhcp-{host}-{os.getpid()}", "kind": "dhcp", "pid": os.getpid(),
+            "started": now - 100, "heartbeat": now - 1}
+    assert state.staleness(mine, now, host) is None
+    gone = _dead_pid()
+    assert state.staleness(dict(mine, id=f"dhcp-{host}-{gone}", pid=gone), now, host) \
+        == f"process {gone} is gone"
+    assert "no heartbeat for 60 s" == state.staleness(dict(mine, heartbeat=now - 60), now, host)
+    # the standalone HTTP entry registers once and never beats; elsewhere: by heartbeat only
+    standalone = dict(mine, id=f"{host}:{os.getpid()}:http", kind="http", heartbeat=now - 100)
+    assert state.staleness(standalone, now, host) is None
+    assert state.staleness(dict(mine, pid=gone), now, "another-host") is None
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def _wait(check, timeout: float = 30) -> bool:
+    deadline = time.monotonic() + timeout
+    while not check() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return check()
