@@ -10,13 +10,14 @@ import json
 import sys
 import time
 
-from .state import ORDER, Store
+from .state import ORDER, Store, staleness
 
 STATES = ("planned", "discovered", "firmware", "booting", "installed", "configured", "ready",
           "failed")
 
 
 def snapshot(store: Store, zone_digest: str = "", events: int = 10) -> dict:
+    now = time.time()
     pods = []
     for pod in store.pods():
         servers = store.counts(pod=pod["name"], kind="server")
@@ -26,10 +27,17 @@ def snapshot(store: Store, zone_digest: str = "", events: int = 10) -> dict:
                      "states": {s: servers[s] for s in STATES if s in servers},
                      "switches": store.counts(pod=pod["name"], kind="switch"),
                      "bmcs": store.counts(pod=pod["name"], kind="bmc")})
-    services = [dict(s, drift=bool(zone_digest) and s["zone_digest"] != zone_digest)
-                for s in store.services()]
+    services = [_service(s, zone_digest, now) for s in store.services()]
     return {"pods": pods, "services": services, "zone_digest": zone_digest,
             "events": store.events(limit=events, newest=True)}
+
+
+def _service(row: dict, zone_digest: str, now: float) -> dict:
+    """A registered service with ``drift`` (another zone file), ``alive`` and ``stale``
+    (why it is not alive, or None)."""
+    stale = staleness(row, now)
+    return dict(row, drift=bool(zone_digest) and row["zone_digest"] != zone_digest,
+                alive=stale is None, stale=stale)
 
 
 def pod_line(pod: dict) -> str:

@@ -2,22 +2,27 @@
 
 Each service is a thin adapter over the same plan; this module only starts them
 on threads, registers the process (with the zone file's hash, so ``zone status``
-shows drift between the two ToRs of a pair) and stops them together.
+shows drift between the two ToRs of a pair), marks it alive every few seconds
+(``zone status`` calls a service stale when that stops) and stops them together.
+The state disk is not needed to answer: when it is full or read-only the services
+go on, and only records and events are lost (counted; ``/healthz`` says degraded).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
 import socket
+import sqlite3
 import threading
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
 from .errors import InputError, WorkError
 from .plan import Plan, compile_plan
-from .state import EventWriter, Store
+from .state import HEARTBEAT_SECONDS, EventWriter, Store
 from .zone import Zone
 
 log = logging.getLogger("bootstrap.serve")
@@ -39,7 +44,7 @@ class ServeOptions:
     dns_forward: bool = False        # forward other zones to dns.upstreams
     tftp_root: str = "/usr/lib/ipxe"
     cache_dir: str | None = None
-    http_front: str | None = None    # "nginx": nginx answers /boot/ipxe from per-node files
+    http_front: str | None = "auto"  # nginx answers /boot/ipxe (http/front.py) when installed
 
 
 def pod_plan(zone: Zone, pod: str | None) -> Plan:
@@ -85,9 +90,7 @@ class Services:
                                               name=f"svc-{name}")
                     thread.start()
                     self.running.append((name, service, thread))
-                    if name != "http":  # the HTTP child registers itself
-                        self.store.register_service(self.ident(name), name, self.address,
-                                                    self.plan.zone.digest)
+                    self._register(name)
         except OSError as exc:
             self.stop()
             raise InputError(f"cannot open a service socket: {exc}") from None
@@ -139,11 +142,25 @@ class Services:
     def ident(name: str) -> str:
         return f"{name}-{socket.gethostname()}-{os.getpid()}"
 
-    def heartbeat(self) -> None:
-        for name, _service, _thread in self.running:
-            self.store.heartbeat(self.ident(name))
+    def _register(self, name: str) -> None:
+        """Record the service for ``zone status``; a state disk that is full or read-only
+        only loses the record (the heartbeat retries it), never the service."""
+        with contextlib.suppress(sqlite3.Error):  # logged and counted by the store
+            self.store.register_service(self.ident(name), name, self.address,
+                                        self.plan.zone.digest)
 
-    def wait(self, interval: float = 5.0) -> None:
+    def heartbeat(self) -> bool:
+        """Each running service marked alive (registered again if its record is missing);
+        False when the state disk refused the write: the next interval tries again."""
+        try:
+            for name, _service, _thread in self.running:
+                if not self.store.heartbeat(self.ident(name)):
+                    self._register(name)
+        except sqlite3.Error:  # logged, rate-limited, by the store; we serve on
+            return False
+        return True
+
+    def wait(self, interval: float = HEARTBEAT_SECONDS) -> None:
         while not self.stopped.wait(interval):
             self.heartbeat()
 
@@ -157,6 +174,7 @@ class Services:
                     except Exception:  # stopping must reach every service
                         log.exception("stopping %s", name)
                     break
-            self.store.unregister_service(self.ident(name))
+            with contextlib.suppress(sqlite3.Error):  # a read-only disk keeps the record
+                self.store.unregister_service(self.ident(name))
         self.events.close()
 

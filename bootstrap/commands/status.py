@@ -22,15 +22,19 @@ def cmd_status(args) -> int:
     zone = load_zone(args.zone)
     store = open_store(args, compile_plan(zone))  # unseen nodes show as planned
     snap = snapshot(store, zone.digest, events=args.events)
+    snap["state_problems"] = store.problems()
     if args.json:
         print_json(snap)
         return 0
     print(f"zone {zone.name} ({zone.digest[:12]})")
+    for problem in snap["state_problems"]:
+        print(f"  state: {problem}")
     for pod in snap["pods"]:
         print("  " + pod_line(pod))
     for service in snap["services"]:
         mark = "  DRIFT: runs another zone file" if service["drift"] else ""
-        print(f"  service {service['id']} {service['kind']} {service['address']} "
+        life = "running" if service["alive"] else f"STALE ({service['stale']})"
+        print(f"  service {service['id']} {service['kind']} {service['address']} {life} "
               f"zone {service['zone_digest'][:12]}{mark}")
     for event in snap["events"]:
         print("  " + event_line(event))
