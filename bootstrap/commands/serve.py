@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import signal
+import sqlite3
+import sys
 
 from ..serve import ServeOptions, Services, pod_plan
 from ..zone import load_zone
@@ -24,9 +26,10 @@ def register(sub) -> None:
     p.add_argument("--tftp-root", default="/usr/lib/ipxe", metavar="DIR")
     p.add_argument("--dns-forward", action="store_true",
                    help="forward queries for other zones to the zone's dns.upstreams")
-    p.add_argument("--http-front", choices=("nginx",), default=None,
-                   help="nginx answers /boot/ipxe from pre-rendered per-node files "
-                        "(needs /usr/sbin/nginx), gunicorn the rest")
+    p.add_argument("--http-front", choices=("auto", "nginx", "gunicorn"), default="auto",
+                   help="nginx answers /boot/ipxe from pre-rendered per-node files and holds "
+                        "slow clients (needs /usr/sbin/nginx), gunicorn the rest; "
+                        "auto (default): nginx when installed")
     for name in ("dhcp", "tftp", "dns", "http"):
         p.add_argument(f"--no-{name}", action="store_true", help=f"do not run {name.upper()}")
     p.set_defaults(func=cmd_serve)
@@ -34,7 +37,12 @@ def register(sub) -> None:
 
 def cmd_serve(args) -> int:
     plan = pod_plan(load_zone(args.zone), args.pod)
-    store = open_store(args, plan)
+    store = open_store(args)
+    try:
+        store.seed(plan)
+    except sqlite3.Error as exc:  # a full or read-only state disk: serve from the zone
+        print(f"warning: state {store.path} not writable ({exc}): serving without it",
+              file=sys.stderr, flush=True)
     options = ServeOptions(bind=args.bind, server_id=args.server_id, http_port=args.http_port,
                            dhcp_port=args.dhcp_port, tftp_port=args.tftp_port,
                            dns_port=args.dns_port, dhcp=not args.no_dhcp, tftp=not args.no_tftp,

@@ -34,6 +34,7 @@ from .boot import script, script_for
 
 log = logging.getLogger("bootstrap.http.front")
 NGINX = "/usr/sbin/nginx"
+FRONTS = ("auto", "nginx", "gunicorn")
 BOOT_LOG = "boot.log"
 ROOM = 50_000  # queued events above which the follower waits (the writer drops at 100,000)
 CONF = """\
@@ -47,6 +48,10 @@ http {{
   access_log off;
   server_tokens off;
   client_max_body_size 2m;
+  # a client that dribbles its request is dropped; nginx holds it without a thread meanwhile
+  client_header_timeout 15s;
+  client_body_timeout 15s;
+  send_timeout 30s;
   client_body_temp_path {folder}/tmp; proxy_temp_path {folder}/tmp;
   fastcgi_temp_path {folder}/tmp; uwsgi_temp_path {folder}/tmp; scgi_temp_path {folder}/tmp;
   log_format boot '$remote_addr $status';
@@ -76,6 +81,27 @@ http {{
 """
 # realip: nginx believes X-Forwarded-For from loopback only when the service was told to.
 REALIP = "  set_real_ip_from 127.0.0.1;\n  real_ip_header X-Forwarded-For;\n"
+
+
+def resolve_front(front: str | None, nginx: str = NGINX) -> str | None:
+    """``auto``: the nginx front when nginx is installed, else gunicorn alone (``None``).
+
+    gunicorn's threads each wait on one client's request, so a few hundred clients
+    sending a byte every few seconds hold every thread and nobody else gets an
+    answer; nginx holds them all without a thread. Said in one log line either way.
+    """
+    if front in (None, "gunicorn"):
+        return None
+    if front not in FRONTS:
+        raise ValueError(f"unknown HTTP front {front!r} (one of {', '.join(FRONTS)})")
+    if front == "nginx":
+        return "nginx"
+    if os.access(nginx, os.X_OK):
+        log.info("HTTP front: nginx (%s) on the public port, gunicorn behind it", nginx)
+        return "nginx"
+    log.warning("HTTP front: %s not found, gunicorn serves alone: slow clients can hold all "
+                "its threads (install Debian nginx-light)", nginx)
+    return None
 
 
 def publish(folder: str, address: str, text: str) -> None:

@@ -34,6 +34,7 @@ from ..plan import Plan, compile_plan
 from ..state import Store
 from ..zone import load_zone
 from . import create_app
+from .front import FRONTS, resolve_front
 from .settings import node_secret
 
 log = logging.getLogger("bootstrap.http")
@@ -150,14 +151,13 @@ class HttpServer:
     def __init__(self, plan: Plan, store: Store, bind: str = "0.0.0.0", port: int = 8080,
                  config: dict | None = None, workers: int = WORKERS, threads: int = THREADS,
                  front: str | None = None):
-        if front not in (None, "nginx"):
-            raise ValueError(f"unknown HTTP front {front!r} (only 'nginx')")
         self.plan, self.store, self.bind, self.port = plan, store, bind, port
         self.config = dict(config or {})
         self.config.setdefault("NODE_SECRET", node_secret(self.config, store.path))
         self.workers, self.threads = workers, threads
         self.proc = self.local = self.exporter = self.spec = None
-        self.front = front if store.path != ":memory:" else None
+        # an in-memory store is served on a thread: no child, no front
+        self.front = resolve_front(front) if store.path != ":memory:" else None
         self.nginx = None
         self.front_died = False
         # Behind a front, gunicorn listens on a private loopback port only nginx talks to.
@@ -313,7 +313,8 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=THREADS)
     parser.add_argument("--public-url", help="base of handed-out URLs (default controller.url)")
     parser.add_argument("--trust-x-forwarded-for", action="store_true")
-    parser.add_argument("--front", choices=("nginx",), help="nginx answers /boot/ipxe from files")
+    parser.add_argument("--front", choices=FRONTS, help="nginx answers /boot/ipxe from files "
+                        "(auto: when nginx is installed); default gunicorn alone")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if args.spec:
@@ -329,16 +330,17 @@ def main(argv=None) -> int:
     config.setdefault("TRUST_X_FORWARDED_FOR", args.trust_x_forwarded_for)
     if args.public_url:
         config["PUBLIC_URL"] = args.public_url
-    if args.front:
-        return _serve_fronted(plan, store, args, config)
+    front = resolve_front(args.front)
+    if front:
+        return _serve_fronted(plan, store, args, config, front)
     return serve_http(plan, store, args.bind, args.port, config, args.workers, args.threads,
                       register=not args.spec)
 
 
-def _serve_fronted(plan: Plan, store: Store, args, config: dict) -> int:
+def _serve_fronted(plan: Plan, store: Store, args, config: dict, front: str) -> int:
     """:class:`HttpServer` with its front, from the main thread, until SIGTERM/SIGINT."""
     server = HttpServer(plan, store, args.bind, args.port, config, args.workers, args.threads,
-                        front=args.front)
+                        front=front)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -52,10 +52,12 @@ def loopback_zone(folder, port: int) -> str:
     return path
 
 
-def curl(*args, source: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+def curl(*args, source: str | None = None, check: bool = True,
+         max_time: float = 10) -> subprocess.CompletedProcess:
     """The real curl; ``source`` picks the loopback address it sends from."""
-    cmd = ["curl", "-sS", "--max-time", "10", *(["--interface", source] if source else []), *args]
-    return subprocess.run(cmd, capture_output=True, check=check, timeout=20)
+    cmd = ["curl", "-sS", "--max-time", str(max_time),
+           *(["--interface", source] if source else []), *args]
+    return subprocess.run(cmd, capture_output=True, check=check, timeout=max_time + 10)
 
 
 def eventually(read, timeout: float = 10):
@@ -95,3 +97,62 @@ def gunicorn_zone(folder, workers: int = 2):
         server.shutdown()
         thread.join(timeout=20)
         store.close()
+
+
+SLOW_REQUEST = b"GET /boot/ipxe HTTP/1.1\r\nHost: slow\r\nX-Slow: " + b"a" * 2000 + b"\r\n\r\n"
+
+
+class SlowClients:
+    """``count`` clients that each send a request one byte every ``interval`` seconds.
+
+    A client the server drops is reconnected, so the pressure stays at ``count`` open
+    connections for as long as it runs; ``rounds`` counts the passes over all of them.
+    """
+
+    def __init__(self, port: int, count: int = 200, interval: float = 1.0):
+        self.port, self.count, self.interval = port, count, interval
+        self.socks: list = [None] * count
+        self.sent = [0] * count
+        self.rounds = self.reconnects = 0
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True, name="slow-clients")
+
+    def __enter__(self) -> "SlowClients":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stopping.set()
+        self.thread.join(timeout=30)
+        for sock in self.socks:
+            if sock is not None:
+                sock.close()
+
+    def _drip(self, i: int) -> None:
+        if self.socks[i] is None or self.sent[i] >= len(SLOW_REQUEST):
+            if self.socks[i] is not None:
+                self.socks[i].close()
+                self.reconnects += 1
+            self.socks[i] = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+            self.sent[i] = 0
+        try:
+            self.socks[i].send(SLOW_REQUEST[self.sent[i]:self.sent[i] + 1])
+            self.sent[i] += 1
+        except OSError:  # dropped by the server: reconnect on the next pass
+            self.sent[i] = len(SLOW_REQUEST)
+
+    def _run(self) -> None:
+        while not self.stopping.is_set():
+            for i in range(self.count):
+                try:
+                    self._drip(i)
+                except OSError:  # could not connect (backlog full): try again next pass
+                    self.socks[i] = None
+            self.rounds += 1
+            self.stopping.wait(self.interval)
+
+    def wait_rounds(self, rounds: int, timeout: float = 120) -> None:
+        """Return once every client has sent ``rounds`` bytes' worth of passes."""
+        start = self.rounds
+        if not eventually(lambda: self.rounds >= start + rounds, timeout):
+            raise RuntimeError(f"slow clients did not make {rounds} passes in {timeout} s")

@@ -1,0 +1,47 @@
+"""Slow clients cannot stop the default HTTP service (issue 10, row 2).
+
+200 real sockets each send a request one byte every 5 s and never finish it; meanwhile
+a real curl from a node's address must still get its iPXE script. gunicorn alone holds
+one thread per such client (2 workers x 8 threads here), so it needs the nginx front,
+which ``zone serve`` puts on by default when nginx is installed.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from http_peers import SlowClients, curl, free_port, loopback_zone, wait_until_up
+
+NGINX = "/usr/sbin/nginx"
+U03 = "127.17.1.13"
+pytestmark = pytest.mark.skipif(not os.path.exists(NGINX), reason="needs Debian nginx-light")
+
+
+def test_default_zone_serve_answers_boots_while_200_clients_dribble(tmp_path):
+    port = free_port()
+    zone = loopback_zone(tmp_path, port)
+    log = open(tmp_path / "serve.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "bootstrap.cli", "serve", zone,
+                             "--state", str(tmp_path / "state" / "zone.db"),
+                             "--bind", "127.0.0.1", "--http-port", str(port),
+                             "--no-dhcp", "--no-tftp", "--no-dns"],
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}/healthz")
+        with SlowClients(port, count=200, interval=5.0) as slow:
+            slow.wait_rounds(2)  # every one of them connected and mid-request
+            # a generous deadline: under gunicorn alone this never answers at all
+            answer = curl(f"http://127.0.0.1:{port}/boot/ipxe", source=U03, check=False,
+                          max_time=60)
+            assert answer.returncode == 0, answer.stderr
+            assert "/cloud-init/p01-u03/" in answer.stdout.decode()
+            assert all(s is not None for s in slow.socks)  # all 200 still connected
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=30) == 0
+        log.close()
+    assert "HTTP front: nginx" in (tmp_path / "serve.log").read_text()
