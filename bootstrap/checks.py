@@ -301,4 +301,5 @@ def check_files(r: Reader, zone: Zone, top: SrcDict, hashes: bool = True) -> Non
         elif digest:
             actual = sha256_file(full)
             if actual != digest:
-                r.error(line, f"{what}: {full}: sha256 is {actual}, the zone file says {digest}")
+                r.error(_line(top, *path[:-1], "sha256"), f"{what}: {full}: sha256 is {actual}, "
+                        f"the zone file says {digest}")

