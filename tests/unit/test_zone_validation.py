@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
 from conftest import LAB
@@ -254,15 +256,11 @@ def test_hostile_zone_is_refused_with_its_line(case, lab_text, tmp_path):
     assert all("\n" not in p and len(p) < 500 for p in found), found
 
 
-def test_lab_files_and_digest_are_checked(lab_text, tmp_path):
+def test_lab_files_are_there_but_boot_images_come_later(lab_text, tmp_path):
     zone = load_zone(zone_dir(tmp_path, lab_text), files=True)
     # the boot images come later (zone up --lab installs the lab's): said, not refused
     assert {w.message.split(":")[0] for w in zone.warnings} == {"images.debian-12.kernel",
                                                                 "images.debian-12.initrd"}
-    # `zone validate --no-hash`: the images must exist, their digest is not computed
-    text = broken(lab_text, "872a5879c347", "072a5879c347")
-    (tmp_path / "no-hash").mkdir()
-    load_zone(zone_dir(tmp_path / "no-hash", text), files=True, hashes=False)
 
 
 def ipxe_scripts(plan, tmp_path) -> list[str]:
@@ -293,3 +291,25 @@ def test_newline_in_naming_cannot_reach_an_ipxe_script(lab_text, tmp_path):
         assert "192.0.2.1" not in body
         assert [line for line in body.splitlines() if line.startswith("chain")] == \
             [line for line in body.splitlines() if line.startswith("chain --replace")], body
+
+
+def validate(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bootstrap", "validate", *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.timeout(150)
+def test_zone_validate_command_checks_files_and_digests(lab_text, tmp_path):
+    text = broken(lab_text, "872a5879c347", "072a5879c347")
+    path = zone_dir(tmp_path, broken(text, "secrets/bmc.pass", "secrets/nope.pass"))
+    result = validate(path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"{path}:{line_of(text, 'password_file')}: credentials.bmc.password_file:" \
+        in result.stderr
+    assert f"{path}:{line_of(text, 'sha256:')}: firmware.bios-2.4.1.image:" in result.stderr
+    # --no-hash: the image must be there, its digest is not computed
+    (tmp_path / "z.yml").write_text(text, encoding="utf-8")
+    assert validate(path).returncode == 2
+    result = validate(path, "--no-hash")
+    assert result.returncode == 0, result.stderr
+    assert "warning:" in result.stderr and "images.debian-12.kernel" in result.stderr
