@@ -29,7 +29,10 @@ def create_app(plan, store, config: dict | None = None) -> Flask:
     """The WSGI app answering for ``plan``, recording into ``store``; ``config`` overrides
     :data:`~bootstrap.http.settings.DEFAULTS` (and any Flask setting, e.g. ``TESTING``)."""
     settings = dict(DEFAULTS, **(config or {}))
-    app = Flask(__name__, template_folder=settings["TEMPLATES_DIR"])
+    app = Flask(__name__, template_folder=settings["TEMPLATES_DIR"], static_folder=None)
+    # werkzeug answers "/boot//ipxe" with a redirect to an absolute URL built from the
+    # request's Host header: a stranger's host in our Location. A doubled slash is a 404.
+    app.url_map.merge_slashes = False
     app.jinja_options = dict(app.jinja_options, undefined=StrictUndefined, trim_blocks=True,
                              lstrip_blocks=True, keep_trailing_newline=True)
     app.config.update(settings, MAX_CONTENT_LENGTH=MAX_BODY)

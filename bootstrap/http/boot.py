@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from flask import Blueprint, request
 
-from .identify import identify
+from .identify import identify, may_fetch
+from .nodes import api_token_ok
 from .service import HttpService, client_address, current, forward, text
 
 bp = Blueprint("boot", __name__)
@@ -18,9 +19,13 @@ DONE = ("installed", "configured", "ready")  # already installed: boot from disk
 SELF = ("mac", "uuid", "serial")
 
 
-def script(svc: HttpService, address: str | None, args) -> str:
+def script(svc: HttpService, address: str | None, args, api: bool = False) -> str:
     """The iPXE script for whoever asks from ``address`` with query ``args``, recording
-    what it answered; the one body of both the Flask view and :mod:`.lean`."""
+    what it answered; the one body of both the Flask view and :mod:`.lean`.
+
+    Anyone may name a node by ``?mac=``/``?uuid=``/``?serial=`` and get its script, but
+    only the node itself (its own address), its token (``?token=``) or the API token
+    (``api``) moves it to ``booting``; a stranger's asking is a throttled event."""
     node, how = identify(svc.plan, svc.store, address, args)
     if node is None:
         said = {k: args[k][:64] for k in SELF if args.get(k)}
@@ -30,11 +35,15 @@ def script(svc: HttpService, address: str | None, args) -> str:
         svc.event("ipxe-no-image", node.name, address=address, by=how)
         return svc.render_planned("ipxe-local.ipxe", node, reason="no boot image in its role")
     state = svc.state(node.name)
+    trusted = how == "address" or api or may_fetch(node, address, args.get("token"), svc.secret)
     if state in DONE:
-        svc.event("ipxe-local-boot", node.name, address=address, by=how, state=state)
+        svc.event("ipxe-local-boot", node.name, not trusted, address=address, by=how,
+                  state=state)
     else:
-        svc.event("ipxe-script", node.name, address=address, by=how, image=node.image)
-        forward(svc, node, state, "booting", by=how)
+        svc.event("ipxe-script", node.name, not trusted, address=address, by=how,
+                  image=node.image)
+        if trusted:
+            forward(svc, node, state, "booting", by=how)
     return script_for(svc, node, state)
 
 
@@ -48,4 +57,5 @@ def script_for(svc: HttpService, node, state: str | None) -> str:
 
 @bp.get("/boot/ipxe")
 def ipxe():
-    return text(script(current(), client_address(), request.args))
+    svc = current()
+    return text(script(svc, client_address(), request.args, api_token_ok(svc)))

@@ -47,7 +47,10 @@ def node_by_attribute(plan: Plan, store, kind: str, value: str | None) -> Node |
     else:
         keys = ATTRIBUTE_KEYS[kind]
         where = " OR ".join(f"lower(json_extract(data, '$.{k}')) = ?" for k in keys)
-        name = _query_name(store, f"SELECT name FROM nodes WHERE {where}",
+        # a row whose data is not valid JSON (an Infinity stored before the API refused
+        # it) is skipped, not an error for every later lookup
+        name = _query_name(store, f"SELECT name FROM nodes WHERE CASE WHEN json_valid(data) "
+                                  f"THEN {where} END",
                            (value.strip().lower(),) * len(keys))
     return plan.nodes.get(name) if name else None
 

@@ -13,8 +13,10 @@ from flask import Flask, jsonify, make_response, request
 from werkzeug.exceptions import HTTPException
 
 from ..errors import BootstrapError, InputError, WorkError
+from ..throttle import Throttle
 
 log = logging.getLogger("bootstrap.http")
+LOGS = Throttle(rate=0.1, burst=5)  # a client that found a failing path cannot fill the log
 
 
 class Problem(Exception):
@@ -70,7 +72,8 @@ def _message(exc: Exception, status: int) -> str:
 
 def answer(exc: Exception):
     status = status_of(exc)
-    if status >= 500 and not isinstance(exc, HTTPException):
+    if (status >= 500 and not isinstance(exc, HTTPException)
+            and LOGS.allow("http-error", str(request.remote_addr))):
         log.error("http %s %s: %s", request.method, request.path, exc, exc_info=exc)
     message = _message(exc, status)
     if request.path.startswith("/api/"):

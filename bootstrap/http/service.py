@@ -10,13 +10,14 @@ import logging
 import os
 import threading
 import time
-from collections import OrderedDict
 
 from flask import current_app, make_response, request
 
 from ..plan import Node, Plan
 from ..state import EventWriter, Store, legal
+from ..throttle import Throttle
 from .context import build_context
+from .problems import LOGS
 from .settings import api_token, node_secret
 
 log = logging.getLogger("bootstrap.http")
@@ -24,30 +25,6 @@ SOURCE = "http"
 # Events any client can trigger by asking again and again: throttled per (kind, node, address).
 NOISY = frozenset({"ipxe-unknown", "cloud-init-denied", "phone-home-denied", "files-refused",
                    "api-denied"})
-
-
-class Throttle:
-    """At most one event per key and window, so a client looping on a refusal (or an
-    unknown machine retrying) cannot flood the event log; ``suppressed`` counts the rest."""
-
-    def __init__(self, window: float, size: int = 4096):
-        self.window, self.size = window, size
-        self.seen: OrderedDict = OrderedDict()
-        self.suppressed = 0
-        self.lock = threading.Lock()
-
-    def allow(self, key, now: float | None = None) -> bool:
-        now = time.monotonic() if now is None else now
-        with self.lock:
-            last = self.seen.get(key)
-            if last is not None and now - last < self.window:
-                self.suppressed += 1
-                return False
-            self.seen[key] = now
-            self.seen.move_to_end(key)
-            if len(self.seen) > self.size:
-                self.seen.popitem(last=False)
-            return True
 
 
 MOVE = "\0move"  # a queued item that is a forward move, not an event
@@ -147,19 +124,25 @@ class HttpService:
         self.secret = node_secret(settings, store.path)
         self.api_token = api_token(settings)
         self.rendered: dict = {}  # (template, node name, extras) → text, plan-only templates
-        self.throttle = Throttle(float(settings["EVENT_THROTTLE_SECONDS"]))
+        # one event per (kind, node, address) and window (bootstrap.throttle counts the rest)
+        self.throttle = Throttle(rate=1 / max(float(settings["EVENT_THROTTLE_SECONDS"]), 1e-3),
+                                 burst=1)
         self.events = EventSink(store, bool(settings["EVENT_BATCH"]))
 
-    def event(self, kind: str, node: str | None = None, **detail) -> None:
-        """Record an event; a store failure is logged and never fails the request."""
+    def event(self, kind: str, node: str | None = None, noisy: bool = False, **detail) -> None:
+        """Record an event; a store failure is logged and never fails the request.
+
+        ``noisy`` (or a kind in :data:`NOISY`): anyone may cause it over and over, so it
+        is throttled per (kind, node, client address)."""
         if "address" not in detail:  # callers outside a Flask request pass it
             detail["address"] = client_address()
-        if kind in NOISY and not self.throttle.allow((kind, node, detail["address"])):
+        if (noisy or kind in NOISY) and not self.throttle.allow(kind, f"{node} {detail['address']}"):
             return
         try:
             self.events.put(kind, node, SOURCE, **detail)
         except Exception as exc:  # noqa: BLE001 - an event must not break an answer
-            log.warning("event %s for %s not recorded: %s", kind, node, exc)
+            if LOGS.allow("http-event-not-recorded", str(detail["address"])):
+                log.warning("event %s for %s not recorded: %s", kind, node, exc)
 
     def close(self) -> None:
         """Flush batched events (a gunicorn worker calls this as it exits)."""

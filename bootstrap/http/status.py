@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
+from .nodes import api_token_ok
+from .redact import redact
 from .service import HttpService, current
 
 bp = Blueprint("status", __name__)
@@ -30,6 +32,8 @@ def summary(svc: HttpService) -> dict:
     for r in records:
         totals[r["state"]] = totals.get(r["state"], 0) + 1
     events = svc.store.events(newest=True, limit=RECENT)[::-1]
+    if not api_token_ok(svc):  # a browser has no token: it sees no MAC address
+        events = redact(events)
     return {"zone": svc.plan.zone.name, "domain": svc.plan.zone.domain,
             "digest": svc.plan.zone.digest[:12], "total": len(records), "totals": totals,
             "pods": pod_summaries(svc, records, len(records) <= svc.settings["STATUS_NODE_LIMIT"]),

@@ -11,7 +11,7 @@ import os
 from flask import Blueprint, redirect
 
 from ..plan import Node
-from .nodes import named
+from .nodes import may_move, named
 from .problems import NotFound
 from .service import HttpService, advance, current, text
 
@@ -26,10 +26,18 @@ def _switch(svc: HttpService, name: str, ztp: str | None) -> Node:
     return node
 
 
+def _served(svc: HttpService, node: Node, record: dict | None, what: str, **detail) -> None:
+    """Record the answer; only the switch itself (or its token, or the API token) moves it
+    to ``ztp``: anyone else's GET is a throttled event and changes nothing."""
+    trusted = may_move(svc, node)
+    svc.event("ztp-served", node.name, not trusted, what=what, **detail)
+    if trusted:
+        advance(svc, node, record, "ztp", by=what)
+
+
 def _serve(svc: HttpService, node: Node, template: str, what: str, mimetype="text/plain"):
     record = svc.record(node.name)
-    svc.event("ztp-served", node.name, what=what)
-    advance(svc, node, record, "ztp", by=what)
+    _served(svc, node, record, what)
     return text(svc.render(template, node, record), mimetype)
 
 
@@ -50,8 +58,7 @@ def onie(name: str):
     installer = onie_installer(svc, node)
     if installer is None:
         return _serve(svc, node, "onie-installer.sh", "onie")
-    svc.event("ztp-served", node.name, what="onie", installer=installer)
-    advance(svc, node, svc.record(node.name), "ztp", by="onie")
+    _served(svc, node, svc.record(node.name), "onie", installer=installer)
     return redirect(f"{svc.base_url}/files/{installer}", 302)
 
 

@@ -77,10 +77,10 @@ def test_an_unknown_machine_retrying_does_not_flood_the_event_log(client, http_s
         ["10.99.0.7", "10.99.0.8"]
 
 
-def test_throttle_window_and_bound():
-    from bootstrap.http.service import Throttle
-    throttle = Throttle(window=30, size=2)
-    assert throttle.allow("a", now=0) and not throttle.allow("a", now=29)
-    assert throttle.allow("a", now=31) and throttle.suppressed == 1
-    assert throttle.allow("b", now=31) and throttle.allow("c", now=31)
-    assert throttle.allow("a", now=32)  # forgotten: the table keeps the newest two keys
+def test_refusals_are_throttled_per_window_by_the_shared_limiter(app, http_store):
+    svc, now = app.extensions["zone"], [0.0]
+    svc.throttle.clock = lambda: now[0]
+    for now[0] in (0, 29, 31):
+        app.test_client().get("/boot/ipxe", **from_address("10.99.0.7"))
+    assert len(http_store.events(kind="ipxe-unknown")) == 2
+    assert svc.throttle.suppressed == {"ipxe-unknown": 1}  # and zone_suppressed_total

@@ -10,8 +10,10 @@ import pytest
 from bootstrap.cli import build_parser
 from bootstrap.http.front import resolve_front
 from bootstrap.serve import ServeOptions
+from http_helpers import API_TOKEN, from_address, make_app, token_for
 
 pytest_plugins = ["conftest_http"]  # the fixtures: app, client, http_plan, http_store
+AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 
 
 def test_zone_serve_puts_the_nginx_front_on_by_default_when_nginx_is_there(caplog):
@@ -32,3 +34,109 @@ def test_without_nginx_auto_falls_back_to_gunicorn_with_a_warning(caplog, tmp_pa
     assert resolve_front("nginx") == "nginx"
     with pytest.raises(ValueError, match="unknown HTTP front"):
         resolve_front("apache")
+
+
+# --- row 13: every bad input is a 4xx, never a 500; non-finite numbers refused ---
+
+BAD_NODE_BODIES = (b'{"data": {"x": 1e999}}', b'{"data": {"x": NaN}}', b'{"data": {"x": -Infinity}}',
+                   b'{"state": ["a"]}', b'{"state": "booting", "reason": {"a": 1}}',
+                   b'{"mac": {"a": 1}}', b'{"mac": 5}', b'{"mac": "not-a-mac"}',
+                   b'{"data": {"mac": "x"}}', b'{"data": {"name": "x"}}', b'{"data": [1]}',
+                   b"[" * 100_000, b"\xff\xfe", b"")
+BAD_EVENT_BODIES = (b'{"kind": "x", "detail": {"a": 1e999}}', b'{"kind": "x", "node": ["a"]}',
+                    b'{"kind": "x", "node": 5}', b'{"kind": ["x"]}',
+                    b'{"kind": "x", "detail": {"kind": "y"}}',
+                    b'{"kind": "x", "detail": {"source": "y"}}')
+
+
+def test_bad_api_input_is_a_4xx_never_a_500(client, http_store):
+    huge = client.get("/api/v1/events?since=99999999999999999999")  # no token needed
+    assert huge.status_code == 200 and huge.json["events"] == []
+    for query in ("limit=-99999999999999999999", "offset=99999999999999999999", "events=1e9"):
+        assert client.get(f"/api/v1/nodes?{query}").status_code in (200, 400), query
+        assert client.get(f"/api/v1/nodes/p01-u03?{query}").status_code in (200, 400), query
+    for body in BAD_NODE_BODIES:
+        r = client.patch("/api/v1/nodes/p01-u03", data=body, headers=AUTH,
+                         content_type="application/json")
+        assert r.status_code == 400 and r.json["status"] == 400, body[:40]
+    for body in BAD_EVENT_BODIES:
+        r = client.post("/api/v1/events", data=body, headers=AUTH,
+                        content_type="application/json")
+        assert r.status_code == 400, body[:40]
+    assert http_store.node("p01-u03")["data"] == {} and http_store.events(kind="x") == []
+
+
+def test_a_stored_infinity_does_not_break_later_lookups(client, http_store):
+    """A database written before the API refused 1e999 may hold Infinity (not JSON)."""
+    http_store.update("p01-u02", serial=float("inf"))
+    http_store.update("p01-u01", serial="SN-0001")
+    for query in ("uuid=abc", "serial=abc"):
+        assert client.get(f"/boot/ipxe?{query}").status_code == 200, query
+    assert "/cloud-init/p01-u01/" in client.get("/boot/ipxe?serial=sn-0001").text
+
+
+def test_a_repeating_failure_logs_a_few_lines_not_one_per_request(http_plan, http_store, caplog):
+    app = make_app(http_plan, http_store, TEMPLATES_DIR="/nonexistent")
+    with caplog.at_level(logging.ERROR, logger="bootstrap.http"):
+        for _ in range(50):
+            assert app.test_client().get("/boot/ipxe", **from_address("192.0.2.50")).status_code \
+                == 500
+    assert 1 <= len(caplog.records) <= 10
+
+
+# --- row 14: MACs only with the token; a state move only by the node or a token ---
+
+MAC = "52:54:00:aa:bb:03"
+
+
+def test_reads_without_the_token_show_no_mac_address(client, http_store):
+    http_store.update("p01-u03", mac=MAC, macs=[MAC, "52:54:00:aa:bb:04"])
+    http_store.event("lease", "p01-u03", "dhcp", mac=MAC, note=f"client {MAC.upper()} asked")
+    for path in ("/api/v1/events", "/api/v1/nodes", "/api/v1/nodes/p01-u03", "/status.json",
+                 "/"):
+        anonymous = client.get(path).get_data(as_text=True).lower()
+        assert "aa:bb:03" not in anonymous and "aa:bb:04" not in anonymous, path
+    for path in ("/api/v1/events", "/api/v1/nodes", "/api/v1/nodes/p01-u03", "/status.json"):
+        assert MAC in client.get(path, headers=AUTH).get_data(as_text=True).lower(), path
+
+
+def test_boot_by_mac_from_a_stranger_moves_no_state(client, http_store):
+    http_store.update("p01-u03", mac=MAC)
+    stranger = from_address("192.0.2.9")
+    for _ in range(5):
+        body = client.get(f"/boot/ipxe?mac={MAC}", **stranger).text
+        assert "/cloud-init/p01-u03/" in body  # still answered: it names itself
+    assert http_store.node("p01-u03")["state"] == "planned"
+    assert len(http_store.events(kind="ipxe-script")) == 1  # throttled
+    client.get(f"/boot/ipxe?mac={MAC}&token={token_for('p01-u03')}", **stranger)
+    assert http_store.node("p01-u03")["state"] == "booting"
+
+
+def test_boot_by_mac_moves_the_node_from_its_own_address_or_with_the_api_token(client,
+                                                                               http_store):
+    http_store.update("p01-u03", mac=MAC)
+    http_store.update("p01-u04", mac="52:54:00:aa:bb:04")
+    client.get(f"/boot/ipxe?mac={MAC}", **from_address("10.17.1.13"))
+    client.get("/boot/ipxe?mac=52:54:00:aa:bb:04", headers=AUTH, **from_address("192.0.2.9"))
+    assert [http_store.node(n)["state"] for n in ("p01-u03", "p01-u04")] == ["booting"] * 2
+
+
+def test_ztp_from_a_stranger_moves_no_state(client, http_store):
+    for _ in range(5):
+        r = client.get("/ztp/sonic/p01-tor-a.json", **from_address("192.0.2.9"))
+        assert r.status_code == 200
+    assert client.get("/onie/p01-lom", **from_address("192.0.2.9")).status_code == 200
+    assert http_store.node("p01-tor-a")["state"] == "planned"
+    assert http_store.node("p01-lom")["state"] == "planned"
+    assert len(http_store.events(node="p01-tor-a", kind="ztp-served")) == 1  # throttled
+    client.get("/ztp/sonic/p01-tor-a.json", **from_address("10.15.1.2"))  # the switch itself
+    assert http_store.node("p01-tor-a")["state"] == "ztp"
+
+
+# --- row 15: no redirect built from the Host header ---
+
+def test_a_doubled_slash_is_not_redirected_to_the_requests_host(client):
+    for path in ("/boot//ipxe", "/api/v1//nodes", "/files//ipxe.efi", "/cloud-init/p01-u03//x"):
+        r = client.get(path, headers={"Host": "evil.example"})
+        assert r.status_code == 404 and "Location" not in r.headers, path
+        assert "evil.example" not in r.get_data(as_text=True)

@@ -8,13 +8,13 @@ import subprocess
 
 import pytest
 
-from http_helpers import kinds, make_app, variant_plan
+from http_helpers import from_address, kinds, make_app, variant_plan
 
 pytest_plugins = ["conftest_http"]  # the fixtures: app, client, http_plan, http_store
 
 
 def test_sonic_ztp_json_points_at_its_config_db(client, http_store):
-    r = client.get("/ztp/sonic/p01-tor-a.json")
+    r = client.get("/ztp/sonic/p01-tor-a.json", **from_address("10.15.1.2"))  # the switch
     assert r.status_code == 200 and r.mimetype == "application/json"
     section = json.loads(r.data)["ztp"]["01-configdb-json"]
     assert section["url"]["source"] == "http://10.17.0.2:8080/ztp/sonic/p01-tor-a/config_db.json"
