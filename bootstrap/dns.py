@@ -8,18 +8,29 @@ TXT carrying the zone file digest (which zone file this appliance answers from) 
 Layers: :class:`Authority` is the pure core (a name and a type → an :class:`Answer`);
 :func:`respond` turns a dnslib request into a dnslib reply; :class:`Responder` turns query
 bytes into reply bytes; :class:`DnsService` is the thin socket adapter (UDP and TCP), with a
-cache of packed replies keyed by the query's bytes after the ID, because the answers are
-a pure function of the plan.
+:class:`ReplyCache` of packed replies, because the answers are a pure function of the plan,
+and a :class:`Forwarder` for other zones when forwarding is on.
+
+Anyone who can reach port 53 can send anything, so: a question that is not one plain
+well-formed question is answered (FORMERR at worst) but never cached; the cache key is
+what the reply depends on (lower-cased name, type, class, RD, EDNS size and DO), so
+0x20 case and EDNS cookies make no new entries; the cache is bounded in entries and
+bytes; forwarding holds at most ``FORWARD_MAX`` questions, each timed out; TCP takes at
+most ``TCP_CLIENTS`` connections; and every log line a stranger can cause is throttled.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
+import secrets
+import selectors
 import socket
 import socketserver
 import struct
+import sys
 import threading
-from concurrent.futures import ThreadPoolExecutor
+import time
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
@@ -29,17 +40,32 @@ from dnslib import (A, EDNS0, NS, PTR, QTYPE, RCODE, RR, SOA, SRV, TXT, DNSHeade
 from .metrics import DNS_QUERIES
 from .plan import Plan
 from .render.dnszone import TTL, zones
+from .throttle import Throttle
 
 log = logging.getLogger(__name__)
 
 UDP_PAYLOAD = 1232             # what we advertise with EDNS (the DNS flag day 2020 value)
 PLAIN_UDP_LIMIT = 512          # a query without EDNS gets at most this many bytes over UDP
-CACHE_LIMIT = 200_000          # packed replies kept; cleared when full (junk queries can't grow it)
+CACHE_ENTRIES = 200_000        # packed replies kept at most (two generations of half each)
+CACHE_BYTES = 64 << 20         # and their estimated memory at most
 QUERY_MAX = 4096               # bytes read per UDP datagram; a query is far smaller
+NAME_MAX = 255                 # RFC 1035 2.3.4: a name on the wire, length octets included
 FLUSH_SECONDS = 0.5            # how stale the UDP loop's query counts may be in /metrics
-FORWARD_TIMEOUT = 2.0
+FORWARD_TIMEOUT = 2.0          # per upstream; a question tries each upstream once
+FORWARD_MAX = 64               # questions being forwarded at once; beyond: SERVFAIL at once
+TCP_BACKLOG = 128
+TCP_CLIENTS = 64               # TCP connections served at once; beyond: closed at once
+TCP_TIMEOUT = 10.0             # to read one whole message on a TCP connection
 HEADER = struct.Struct("!HHHHHH")
 ZONE_TRANSFERS = (QTYPE.AXFR, QTYPE.IXFR)   # the zone files come from `zone render`, not from us
+
+# Log lines any sender can cause: a burst, then one a second per (kind, source).
+LOG_LIMIT = Throttle(rate=1.0, burst=5)
+
+
+def _log(kind: str, source: str, message: str, *args) -> None:
+    if LOG_LIMIT.allow(kind, source):
+        log.info(message, *args)
 
 
 # ---------------------------------------------------------------------------
@@ -239,32 +265,264 @@ class Responder:
             return None, "DROPPED"
         try:
             request = DNSRecord.parse(data)
+            if len(request.questions) != 1 or _wire_length(request.q.qname) > NAME_MAX:
+                return header_error(data, RCODE.FORMERR), "FORMERR"
+            reply = respond(self.authority, request, recursion=self.forward)
+            if reply is None:
+                if self.forward and self.upstreams:
+                    return "forward", None
+                reply = refusal(request, RCODE.REFUSED)
+            packed = reply.pack()
         except Exception as exc:  # dnslib raises many kinds on garbage  # noqa: BLE001
-            log.info("dns: malformed query (%s)", exc)
+            _log("dns-malformed", "", "dns: malformed query (%s: %s)", type(exc).__name__, exc)
             return header_error(data, RCODE.FORMERR), "FORMERR"
-        if len(request.questions) != 1:
-            return header_error(data, RCODE.FORMERR), "FORMERR"
-        reply = respond(self.authority, request, recursion=self.forward)
-        if reply is None:
-            if self.forward and self.upstreams:
-                return "forward", None
-            reply = refusal(request, RCODE.REFUSED)
-        packed = reply.pack()
         return (fit_udp(packed, request) if udp else packed), RCODE[reply.header.rcode]
 
-    def forward_query(self, data: bytes) -> tuple:
-        """Ask each upstream in turn; SERVFAIL when none answers."""
-        for upstream in self.upstreams:
+
+
+def _wire_length(name) -> int:
+    """The bytes a dnslib name takes on the wire (dnslib parses longer names than it packs)."""
+    return sum(len(label) + 1 for label in name.label) + 1
+
+
+def cache_key(data: bytes) -> tuple[bytes, int] | None:
+    """(key, end of the question) for a query that is exactly one well-formed question
+    and at most an EDNS OPT record; None for anything else (answered, never cached).
+
+    The key holds what a UDP reply depends on: opcode and RD, the lower-cased name
+    (DNS names are case-insensitive; the reply echoes the asker's case, spliced in),
+    type and class, and EDNS's presence, version, DO bit and UDP size. A query ID,
+    0x20 case, EDNS options (cookies, padding) and the other flag bits make no new entry.
+    """
+    size = len(data)
+    if size < 17 or data[4:11] != b"\x00\x01\x00\x00\x00\x00\x00" or data[11] > 1:
+        return None
+    pos = 12
+    while pos < size and 0 < data[pos] < 64 and pos - 12 < NAME_MAX:
+        pos += data[pos] + 1
+    end = pos + 5                                  # the root label, type and class
+    if pos >= size or data[pos] or pos - 11 > NAME_MAX or end > size:
+        return None
+    key = bytes((data[2] & 0x79,)) + data[12:pos].lower() + data[pos:end]
+    if data[11] == 0:
+        return (key, end) if end == size else None
+    # the OPT record: root owner, type 41, class = UDP size, TTL = ext-rcode/version/flags
+    if size < end + 11 or data[end:end + 3] != b"\x00\x00\x29":
+        return None
+    if end + 11 + int.from_bytes(data[end + 9:end + 11], "big") != size:
+        return None
+    size_version_do = (data[end + 3], data[end + 4], data[end + 6], data[end + 7] & 0x80)
+    return key + bytes(size_version_do), end
+
+
+class ReplyCache:
+    """Packed UDP replies by :func:`cache_key`, within ``entries`` and ``limit`` bytes.
+
+    Two generations: new replies go to the young one; when it reaches half of either
+    bound, it becomes the old one and the previous old one is dropped. A hit in the old
+    generation moves back to the young one, so what is asked often stays. Each lookup
+    and insertion is O(1); memory stays under the bounds whatever is asked.
+    """
+
+    ENTRY_OVERHEAD = 160       # a dict slot, a tuple and a tally reference, roughly
+
+    def __init__(self, entries: int, limit: int):
+        self.entries, self.limit = entries // 2, limit // 2
+        self._young: dict = {}
+        self._old: dict = {}
+        self._young_bytes = self._old_bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._young) + len(self._old)
+
+    @property
+    def size(self) -> int:
+        """Estimated bytes held by the entries (keys, packed replies, containers)."""
+        return self._young_bytes + self._old_bytes
+
+    def get(self, key: bytes):
+        hit = self._young.get(key)
+        if hit is None:
+            hit = self._old.pop(key, None)
+            if hit is not None:
+                self._old_bytes -= self._cost(key, hit)
+                self.put(key, hit)
+        return hit
+
+    def put(self, key: bytes, value: tuple) -> None:
+        cost = self._cost(key, value)
+        if len(self._young) >= self.entries or self._young_bytes + cost > self.limit:
+            self._old, self._old_bytes = self._young, self._young_bytes
+            self._young, self._young_bytes = {}, 0
+        if cost <= self.limit and key not in self._young:
+            self._young[key] = value
+            self._young_bytes += cost
+
+    def _cost(self, key: bytes, value: tuple) -> int:
+        return (sys.getsizeof(key) + sys.getsizeof(value[0]) + sys.getsizeof(value[1])
+                + self.ENTRY_OVERHEAD)
+
+
+# ---------------------------------------------------------------------------
+# Forwarding
+# ---------------------------------------------------------------------------
+
+@dataclass
+class _Pending:
+    """One question being forwarded: to ``upstreams[index]`` under ``ident``, until ``deadline``."""
+
+    data: bytes
+    deliver: object            # deliver(reply bytes, rcode name), called once
+    index: int = 0
+    ident: bytes = b""
+    deadline: float = 0.0
+    sock: socket.socket | None = None
+
+
+class Forwarder:
+    """Questions for other zones, relayed to the upstreams by one thread.
+
+    At most ``FORWARD_MAX`` questions are in flight; :meth:`submit` refuses more (the
+    caller answers SERVFAIL), so a silent upstream cannot make anything queue. Each
+    upstream in turn gets ``FORWARD_TIMEOUT``; when none answers, SERVFAIL. Each try has
+    its own socket connected to the upstream (a random source port and a random ID: an
+    off-path reply must guess both; connect() drops datagrams from anyone else).
+    """
+
+    def __init__(self, upstreams: list):
+        self.upstreams = upstreams
+        self._selector = selectors.DefaultSelector()
+        self._wake_in, self._wake_out = socket.socketpair()
+        self._wake_out.setblocking(False)
+        self._selector.register(self._wake_in, selectors.EVENT_READ, None)
+        self._incoming: collections.deque = collections.deque()
+        self._pending: dict[socket.socket, _Pending] = {}   # in deadline order
+        self._lock = threading.Lock()
+        self.in_flight = 0
+        self._stopping = False
+
+    def submit(self, data: bytes, deliver) -> bool:
+        """Forward ``data``; False (nothing done) when ``FORWARD_MAX`` are in flight."""
+        with self._lock:
+            if self._stopping or self.in_flight >= FORWARD_MAX:
+                return False
+            self.in_flight += 1
+            self._incoming.append(_Pending(data, deliver))
+        try:
+            self._wake_out.send(b"\0")
+        except OSError:
+            pass                   # the buffer is full of wake-ups already, or we stopped
+        return True
+
+    def serve(self) -> None:
+        """The forwarding loop (its own thread), until :meth:`stop`."""
+        while not self._stopping:
+            for key, _ in self._selector.select(self._wait()):
+                if key.data is None:
+                    self._take_incoming()
+                else:
+                    self._receive(key.data)
+            self._expire(time.monotonic())
+        self._incoming.extend(self._pending.values())
+        while self._incoming:
+            pending = self._incoming.popleft()
+            self._finish(pending, header_error(pending.data, RCODE.SERVFAIL), "SERVFAIL")
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopping = True
+        try:
+            self._wake_out.send(b"\0")
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        """Free the wake-up pair (after the loop has ended)."""
+        self._selector.close()
+        self._wake_in.close()
+        self._wake_out.close()
+
+    def _wait(self) -> float:
+        first = next(iter(self._pending.values()), None)
+        return 1.0 if first is None else max(0.0, first.deadline - time.monotonic())
+
+    def _take_incoming(self) -> None:
+        try:
+            self._wake_in.recv(4096)
+        except OSError:
+            pass
+        while self._incoming:
+            self._try(self._incoming.popleft())
+
+    def _try(self, pending: _Pending) -> None:
+        """Send to the upstream at ``pending.index``, or SERVFAIL when none is left."""
+        while pending.index < len(self.upstreams):
+            upstream = self.upstreams[pending.index]
             try:
-                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-                    sock.settimeout(FORWARD_TIMEOUT)
-                    sock.sendto(data, upstream)
-                    reply = sock.recv(65535)
-                if reply[:2] == data[:2]:
-                    return reply, RCODE.get(reply[3] & 0x0F, "SERVFAIL")
+                sock = socket.socket(_family(upstream[0]), socket.SOCK_DGRAM)
             except OSError as exc:
-                log.info("dns: upstream %s:%d failed: %s", *upstream, exc)
-        return header_error(data, RCODE.SERVFAIL), "SERVFAIL"
+                _log("dns-upstream", upstream[0], "dns: upstream %s:%d: %s", *upstream, exc)
+                break
+            try:
+                sock.setblocking(False)
+                sock.connect(upstream)
+                pending.ident = secrets.token_bytes(2)
+                sock.send(pending.ident + pending.data[2:])
+            except OSError as exc:
+                sock.close()
+                _log("dns-upstream", upstream[0], "dns: upstream %s:%d: %s", *upstream, exc)
+                pending.index += 1
+                continue
+            pending.sock, pending.deadline = sock, time.monotonic() + FORWARD_TIMEOUT
+            self._pending[sock] = pending
+            self._selector.register(sock, selectors.EVENT_READ, pending)
+            return
+        self._finish(pending, header_error(pending.data, RCODE.SERVFAIL), "SERVFAIL")
+
+    def _receive(self, pending: _Pending) -> None:
+        try:
+            reply = pending.sock.recv(65535)
+        except OSError as exc:          # e.g. ECONNREFUSED: nothing listens there
+            _log("dns-upstream", self.upstreams[pending.index][0], "dns: upstream %s:%d: %s",
+                 *self.upstreams[pending.index], exc)
+            self._next_upstream(pending)
+            return
+        if len(reply) < 12 or reply[:2] != pending.ident or not reply[2] & 0x80:
+            return                      # not the answer to our question: keep waiting
+        self._drop_socket(pending)
+        self._finish(pending, pending.data[:2] + reply[2:],
+                     RCODE.get(reply[3] & 0x0F, "SERVFAIL"))
+
+    def _expire(self, now: float) -> None:
+        for pending in list(self._pending.values()):
+            if pending.deadline > now:
+                break                   # in deadline order: the rest are later
+            self._next_upstream(pending)
+
+    def _next_upstream(self, pending: _Pending) -> None:
+        self._drop_socket(pending)
+        pending.index += 1
+        self._try(pending)
+
+    def _drop_socket(self, pending: _Pending) -> None:
+        del self._pending[pending.sock]
+        self._selector.unregister(pending.sock)
+        pending.sock.close()
+        pending.sock = None
+
+    def _finish(self, pending: _Pending, reply: bytes, rcode: str) -> None:
+        if pending.sock is not None:
+            self._drop_socket(pending)
+        with self._lock:
+            self.in_flight -= 1
+        try:
+            pending.deliver(reply, rcode)
+        except OSError:
+            pass                        # the client's socket is gone (we are stopping)
+
+
+def _family(host: str) -> int:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
 # ---------------------------------------------------------------------------
@@ -326,10 +584,11 @@ class DnsService:
         self.responder = Responder(plan, forward, upstreams)
         self.authority = self.responder.authority
         self.bind = bind
-        self._cache: dict[bytes, tuple] = {}       # query after its ID → (reply after it, tally slot)
+        # cache_key → (reply header after its ID, reply after the question, tally slot)
+        self._cache = ReplyCache(CACHE_ENTRIES, CACHE_BYTES)
         self._tally = _Tally()
         self._threads: list[threading.Thread] = []
-        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="dns-forward")
+        self.forwarder = Forwarder(self.responder.upstreams)
         self._stopping = threading.Event()
         self._done = threading.Event()
         self._lock = threading.Lock()      # serving starts, or stop wins: never half of both
@@ -365,6 +624,7 @@ class DnsService:
             self._serving = True
             self._spawn(self.tcp.serve_forever, "dns-tcp")
             self._spawn(self._flush_tally, "dns-metrics")
+            self._spawn(self.forwarder.serve, "dns-forward")
         log.info("dns: authoritative for %s on %s:%d (forward=%s)",
                  ", ".join(self.authority.zones), self.bind, self.port, self.responder.forward)
         try:
@@ -383,6 +643,7 @@ class DnsService:
             if self._stopping.is_set():
                 return
             self._stopping.set()
+        self.forwarder.stop()
         if self._serving:
             self.udp.sendto(b"", self.udp.getsockname())      # wake the UDP loop
             self.tcp.shutdown()
@@ -392,89 +653,130 @@ class DnsService:
             if thread is not threading.current_thread():
                 thread.join(timeout=5)
         self.udp.close()
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self.forwarder.close()
         self._tally.flush()
 
     # -- UDP ---------------------------------------------------------------
 
     def _serve_udp(self) -> None:
         sock, cache = self.udp, self._cache
+        client = ("", 0)
         while True:
             try:
                 data, client = sock.recvfrom(QUERY_MAX)
-                hit = cache.get(data[2:])                 # the hot path: a packed reply
-                if hit is None:
+                question = cache_key(data)
+                hit = question and cache.get(question[0])     # the hot path: a packed reply
+                if not hit:
                     if self._stopping.is_set():           # stop() wakes us with a datagram
                         break
-                    self._udp_slow(data, client)
+                    self._udp_slow(data, client, question)
                     continue
-                hit[1][0] += 1                            # counted first: no flush can miss it
-                sock.sendto(data[:2] + hit[0], client)
+                hit[2][0] += 1                            # counted first: no flush can miss it
+                sock.sendto(data[:2] + hit[0] + data[12:question[1]] + hit[1], client)
             except OSError as exc:
                 if self._stopping.is_set():
                     break
-                log.info("dns: udp: %s", exc)             # e.g. a client we cannot send to
+                _log("dns-udp", client[0], "dns: udp: %s", exc)   # e.g. a client we cannot send to
 
-    def _udp_slow(self, data: bytes, client) -> None:
+    def _udp_slow(self, data: bytes, client, question) -> None:
         try:
             reply, rcode = self.responder.answer(data)
             if reply == "forward":
-                self._pool.submit(self._forward_udp, data, client)
+                self._forward_udp(data, client)
                 return
             if reply is None:
                 return
-            if len(self._cache) >= CACHE_LIMIT:
-                self._cache.clear()
             slot = self._tally.slot(rcode)
-            self._cache[data[2:]] = (reply[2:], slot)
+            if question and rcode not in ("FORMERR", "SERVFAIL"):
+                self._cache.put(question[0], (reply[2:12], reply[question[1]:], slot))
             slot[0] += 1
             self.udp.sendto(reply, client)
-        except Exception:  # a bad query never stops the server  # noqa: BLE001
-            log.exception("dns: failed to answer %r from %s:%d", data[:64], *client)
+        except Exception as exc:  # a bad query never stops the server  # noqa: BLE001
+            _log("dns-failed", client[0], "dns: failed to answer %r from %s:%d: %r",
+                 data[:64], *client, exc)
 
     def _forward_udp(self, data: bytes, client) -> None:
-        reply, rcode = self.responder.forward_query(data)
-        try:
+        def deliver(reply: bytes, rcode: str) -> None:
             self._count(rcode)
             self.udp.sendto(reply, client)
-        except OSError:
-            pass                                          # stopped meanwhile
+        if not self.forwarder.submit(data, deliver):
+            _log("dns-forward-full", client[0], "dns: %d questions being forwarded; SERVFAIL to %s",
+                 FORWARD_MAX, client[0])
+            deliver(header_error(data, RCODE.SERVFAIL), "SERVFAIL")
+
+    def forward_and_wait(self, data: bytes) -> tuple:
+        """(reply, rcode) from the forwarder, for a caller that can wait (TCP)."""
+        done, result = threading.Event(), []
+
+        def deliver(reply: bytes, rcode: str) -> None:
+            result.append((reply, rcode))
+            done.set()
+        if self.forwarder.submit(data, deliver):
+            done.wait(FORWARD_TIMEOUT * len(self.responder.upstreams) + 5)
+        return result[0] if result else (header_error(data, RCODE.SERVFAIL), "SERVFAIL")
 
 
 class _TcpServer(socketserver.ThreadingTCPServer):
+    """A thread per connection, at most ``TCP_CLIENTS`` of them; more are closed at once."""
+
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = TCP_BACKLOG
 
     def __init__(self, address, service: DnsService):
         self.service = service
+        self._slots = threading.BoundedSemaphore(TCP_CLIENTS)
         super().__init__(address, _TcpHandler)
+
+    def process_request(self, request, client_address):
+        if not self._slots.acquire(blocking=False):
+            _log("dns-tcp-full", client_address[0], "dns: %d tcp clients already; closing %s",
+                 TCP_CLIENTS, client_address[0])
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()             # no thread took it
+            raise
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
 
 class _TcpHandler(socketserver.BaseRequestHandler):
-    """RFC 7766: two-byte length, then the message; several queries per connection."""
+    """RFC 7766: two-byte length, then the message; several queries per connection.
+
+    Each message must arrive whole within ``TCP_TIMEOUT`` (a byte now and then does not
+    keep a connection), and every message gets an answer (FORMERR at worst)."""
 
     def handle(self):
         service = self.server.service
-        self.request.settimeout(10)
         try:
             while data := self._read_message():
                 reply, rcode = service.responder.answer(data, udp=False)
                 if reply == "forward":
-                    reply, rcode = service.responder.forward_query(data)
+                    reply, rcode = service.forward_and_wait(data)
                 if reply is None:
                     return
                 service._count(rcode)
                 self.request.sendall(struct.pack("!H", len(reply)) + reply)
-        except (OSError, ValueError) as exc:
-            log.info("dns: tcp client %s:%d: %s", *self.client_address, exc)
+        except OSError as exc:
+            _log("dns-tcp", self.client_address[0], "dns: tcp client %s:%d: %s",
+                 *self.client_address, exc)
 
     def _read_message(self) -> bytes | None:
-        head = self._read_exactly(2)
-        return self._read_exactly(struct.unpack("!H", head)[0]) if head else None
+        deadline = time.monotonic() + TCP_TIMEOUT
+        head = self._read_exactly(2, deadline)
+        return self._read_exactly(struct.unpack("!H", head)[0], deadline) if head else None
 
-    def _read_exactly(self, size: int) -> bytes | None:
+    def _read_exactly(self, size: int, deadline: float) -> bytes | None:
         chunks, left = [], size
         while left:
+            self.request.settimeout(max(0.001, deadline - time.monotonic()))
             chunk = self.request.recv(left)
             if not chunk:
                 return None

@@ -9,6 +9,7 @@ import subprocess
 import threading
 
 import pytest
+from dnslib import RCODE, DNSHeader, DNSQuestion, DNSRecord
 from prometheus_client import REGISTRY
 
 from bootstrap.dns import DnsService
@@ -208,3 +209,177 @@ def test_stop_right_after_start_or_before_serving_returns(lab_plan):
         done.join(timeout=10)
         assert not done.is_alive()
         assert service.udp.fileno() == -1
+
+
+# ---------------------------------------------------------------------------
+# Hardening (issue 10 rows 9 and 11): what a stranger's packets can do to the service
+# ---------------------------------------------------------------------------
+
+def query_header(ident: int, qdcount: int = 1, arcount: int = 0) -> bytes:
+    return struct.pack("!HHHHHH", ident, 0x0100, qdcount, 0, 0, arcount)
+
+
+# five 63-byte labels: a 321-byte name, over the 255 bytes DNS allows
+OVERSIZE = query_header(7) + b"".join(b"\x3f" + b"a" * 63 for _ in range(5)) \
+    + b"\x00\x00\x01\x00\x01"
+
+
+def udp_exchange(port: int, data: bytes) -> bytes:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(10)
+        sock.sendto(data, ("127.0.0.1", port))
+        return sock.recv(65535)
+
+
+def tcp_exchange(conn: socket.socket, data: bytes) -> bytes:
+    conn.sendall(struct.pack("!H", len(data)) + data)
+    head = conn.recv(2, socket.MSG_WAITALL)
+    assert len(head) == 2, "the server closed the connection"
+    return conn.recv(struct.unpack("!H", head)[0], socket.MSG_WAITALL)
+
+
+def rcode(reply: bytes) -> int:
+    return reply[3] & 0x0F
+
+
+def test_an_oversize_question_over_udp_is_formerr_without_a_traceback(dns, caplog):
+    with caplog.at_level("INFO", logger="bootstrap.dns"):
+        for _ in range(3):
+            reply = udp_exchange(dns.port, OVERSIZE)
+            assert reply[:2] == OVERSIZE[:2] and rcode(reply) == RCODE.FORMERR
+    assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
+
+
+def test_an_oversize_question_over_tcp_is_formerr_and_the_connection_stays(dns, lab_plan):
+    node = lab_plan.nodes["p01-u01"]
+    with socket.create_connection(("127.0.0.1", dns.port), timeout=10) as conn:
+        reply = tcp_exchange(conn, OVERSIZE)
+        assert reply[:2] == OVERSIZE[:2] and rcode(reply) == RCODE.FORMERR
+        good = DNSRecord.parse(tcp_exchange(conn, DNSRecord.question(node.fqdn).pack()))
+        assert [str(rr.rdata) for rr in good.rr] == [node.address]
+
+
+def test_the_tcp_listen_backlog_is_a_real_one(dns):
+    listening = subprocess.run(["ss", "-ltnH", f"sport = :{dns.port}"], capture_output=True,
+                               text=True, check=True).stdout.split()
+    assert int(listening[2]) >= 128                 # Send-Q of a listening socket: its backlog
+
+
+@pytest.fixture
+def fresh(lab_plan):
+    service = DnsService(lab_plan, "127.0.0.1", 0).start()
+    yield service
+    service.stop()
+
+
+def junk_queries(count: int):
+    """Distinct malformed questions: a name cut short, varied so no two are alike."""
+    for i in range(count):
+        yield query_header(i & 0xFFFF) + b"\x3f" + i.to_bytes(4, "big") + b"x" * (i % 200)
+
+
+def test_junk_queries_get_formerr_and_leave_nothing_in_the_cache(fresh, lab_plan):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(10)
+        for data in junk_queries(3000):
+            sock.sendto(data, ("127.0.0.1", fresh.port))
+            reply = sock.recv(65535)
+            assert reply[:2] == data[:2] and rcode(reply) == RCODE.FORMERR
+    assert len(fresh._cache) == 0 and fresh._cache.size == 0
+    node = lab_plan.nodes["p01-u02"]
+    assert dig(fresh, "+short", node.fqdn).stdout.split() == [node.address]
+
+
+def test_dig_cookies_and_letter_case_share_one_cache_entry(fresh, lab_plan):
+    node = lab_plan.nodes["p01-u03"]
+    for name in [node.fqdn] * 4 + [node.fqdn.upper()]:       # each dig sends its own cookie
+        out = dig(fresh, name).stdout
+        assert [r[-1] for r in section(out, "ANSWER")] == [node.address]
+        assert section(out, "QUESTION")[0][0] == ";" + name + "."    # the case is echoed
+    assert len(fresh._cache) == 1
+
+
+def test_the_cache_stays_within_its_entry_and_byte_bounds(lab_plan, monkeypatch):
+    import bootstrap.dns
+    monkeypatch.setattr(bootstrap.dns, "CACHE_ENTRIES", 500)
+    monkeypatch.setattr(bootstrap.dns, "CACHE_BYTES", 100_000)
+    service = DnsService(lab_plan, "127.0.0.1", 0).start()
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(10)
+            for i in range(3000):                   # well-formed, all different: NXDOMAIN
+                query = DNSRecord.question(f"n{i}-{'x' * (i % 50)}.{lab_plan.zone.domain}")
+                sock.sendto(query.pack(), ("127.0.0.1", service.port))
+                assert rcode(sock.recv(65535)) == RCODE.NXDOMAIN
+                assert len(service._cache) <= 500 and service._cache.size <= 100_000
+        assert len(service._cache) > 0
+    finally:
+        service.stop()
+
+
+def test_a_silent_upstream_cannot_queue_forwarded_queries_without_bound(lab_plan, monkeypatch):
+    """1,000 questions for another zone to an upstream that never answers: FORWARD_MAX of
+    them wait for it, every other one gets SERVFAIL at once, our own names are still
+    answered, and stopping the service answers the waiting ones."""
+    import bootstrap.dns
+    monkeypatch.setattr(bootstrap.dns, "FORWARD_TIMEOUT", 120.0)  # the waiting ones stay so
+    limit = getattr(bootstrap.dns, "FORWARD_MAX", 64)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as hole, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        hole.bind(("127.0.0.1", 0))
+        client.bind(("127.0.0.1", 0))
+        front = DnsService(lab_plan, "127.0.0.1", 0, forward=True,
+                           upstreams=[f"127.0.0.1:{hole.getsockname()[1]}"]).start()
+        replies = []
+        reader = threading.Thread(target=_collect, args=(client, replies, 1000), daemon=True)
+        reader.start()
+        try:
+            for i in range(1000):
+                client.sendto(DNSRecord(DNSHeader(id=i), q=DNSQuestion(f"w{i}.example.com"))
+                              .pack(), ("127.0.0.1", front.port))
+                if i % 50 == 49:                     # paced, so no socket buffer drops them
+                    _wait_for(lambda: len(replies) >= i + 1 - limit, 60)
+            _wait_for(lambda: len(replies) == 1000 - limit, 60)
+            ours = lab_plan.nodes["p01-u01"]
+            assert dig(front, "+short", ours.fqdn).stdout.split() == [ours.address]
+            forwarded = [0]
+
+            def all_forwarded():
+                forwarded[0] += _drain(hole)
+                return forwarded[0] >= limit
+            _wait_for(all_forwarded, 60)
+        finally:
+            front.stop()
+        assert forwarded[0] + _drain(hole) == limit      # what reached the upstream: no more
+        reader.join(timeout=60)
+        assert len(replies) == 1000 and all(rcode(r) == RCODE.SERVFAIL for r in replies)
+        assert front.forwarder.in_flight == 0
+
+
+def _drain(sock: socket.socket) -> int:
+    """Datagrams waiting on ``sock``."""
+    sock.setblocking(False)
+    count = 0
+    while True:
+        try:
+            sock.recv(65535)
+        except BlockingIOError:
+            return count
+        count += 1
+
+
+def _collect(sock: socket.socket, replies: list, count: int) -> None:
+    sock.settimeout(60)
+    try:
+        while len(replies) < count:
+            replies.append(sock.recv(65535))
+    except OSError:
+        pass
+
+
+def _wait_for(condition, deadline: float) -> None:
+    import time
+    end = time.monotonic() + deadline
+    while not condition():
+        assert time.monotonic() < end, "condition not reached before the deadline"
+        time.sleep(0.05)
