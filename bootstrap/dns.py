@@ -285,34 +285,33 @@ def _wire_length(name) -> int:
     return sum(len(label) + 1 for label in name.label) + 1
 
 
-def cache_key(data: bytes) -> tuple[bytes, int] | None:
+def cache_key(data: bytes) -> tuple[tuple, int] | None:
     """(key, end of the question) for a query that is exactly one well-formed question
     and at most an EDNS OPT record; None for anything else (answered, never cached).
 
     The key holds what a UDP reply depends on: opcode and RD, the lower-cased name
     (DNS names are case-insensitive; the reply echoes the asker's case, spliced in),
-    type and class, and EDNS's presence, version, DO bit and UDP size. A query ID,
+    type and class, and EDNS's presence, UDP size, version and DO bit. A query ID,
     0x20 case, EDNS options (cookies, padding) and the other flag bits make no new entry.
+    On the hot path of every query: written for speed (~1 µs).
     """
     size = len(data)
     if size < 17 or data[4:11] != b"\x00\x01\x00\x00\x00\x00\x00" or data[11] > 1:
         return None
     pos = 12
-    while pos < size and 0 < data[pos] < 64 and pos - 12 < NAME_MAX:
-        pos += data[pos] + 1
+    while pos < size and 0 < (length := data[pos]) < 64:    # a pointer or >63: not plain
+        pos += length + 1
     end = pos + 5                                  # the root label, type and class
-    if pos >= size or data[pos] or pos - 11 > NAME_MAX or end > size:
+    if end > size or data[pos] or pos - 11 > NAME_MAX:
         return None
-    key = bytes((data[2] & 0x79,)) + data[12:pos].lower() + data[pos:end]
     if data[11] == 0:
-        return (key, end) if end == size else None
+        return ((data[2] & 0x79, data[12:pos].lower(), data[pos:end]), end) if end == size else None
     # the OPT record: root owner, type 41, class = UDP size, TTL = ext-rcode/version/flags
-    if size < end + 11 or data[end:end + 3] != b"\x00\x00\x29":
+    if (size < end + 11 or data[end:end + 3] != b"\x00\x00\x29"
+            or end + 11 + (data[end + 9] << 8 | data[end + 10]) != size):
         return None
-    if end + 11 + int.from_bytes(data[end + 9:end + 11], "big") != size:
-        return None
-    size_version_do = (data[end + 3], data[end + 4], data[end + 6], data[end + 7] & 0x80)
-    return key + bytes(size_version_do), end
+    return ((data[2] & 0x79, data[12:pos].lower(), data[pos:end + 5], data[end + 6],
+             data[end + 7] & 0x80), end)
 
 
 class ReplyCache:
@@ -340,7 +339,7 @@ class ReplyCache:
         """Estimated bytes held by the entries (keys, packed replies, containers)."""
         return self._young_bytes + self._old_bytes
 
-    def get(self, key: bytes):
+    def get(self, key: tuple):
         hit = self._young.get(key)
         if hit is None:
             hit = self._old.pop(key, None)
@@ -349,7 +348,7 @@ class ReplyCache:
                 self.put(key, hit)
         return hit
 
-    def put(self, key: bytes, value: tuple) -> None:
+    def put(self, key: tuple, value: tuple) -> None:
         cost = self._cost(key, value)
         if len(self._young) >= self.entries or self._young_bytes + cost > self.limit:
             self._old, self._old_bytes = self._young, self._young_bytes
@@ -358,9 +357,9 @@ class ReplyCache:
             self._young[key] = value
             self._young_bytes += cost
 
-    def _cost(self, key: bytes, value: tuple) -> int:
-        return (sys.getsizeof(key) + sys.getsizeof(value[0]) + sys.getsizeof(value[1])
-                + self.ENTRY_OVERHEAD)
+    def _cost(self, key: tuple, value: tuple) -> int:
+        return (sys.getsizeof(key) + sum(map(sys.getsizeof, key)) + sys.getsizeof(value[0])
+                + sys.getsizeof(value[1]) + self.ENTRY_OVERHEAD)
 
 
 # ---------------------------------------------------------------------------

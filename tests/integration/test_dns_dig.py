@@ -383,3 +383,61 @@ def _wait_for(condition, deadline: float) -> None:
     while not condition():
         assert time.monotonic() < end, "condition not reached before the deadline"
         time.sleep(0.05)
+
+
+def test_tcp_clients_beyond_the_limit_are_closed_and_a_freed_slot_serves_again(
+        lab_plan, monkeypatch):
+    import bootstrap.dns
+    monkeypatch.setattr(bootstrap.dns, "TCP_CLIENTS", 4)
+    service = DnsService(lab_plan, "127.0.0.1", 0).start()
+    node = lab_plan.nodes["p01-u01"]
+    question = DNSRecord.question(node.fqdn).pack()
+    idle = [socket.create_connection(("127.0.0.1", service.port), timeout=10) for _ in range(4)]
+    try:
+        for conn in idle:                            # each one holds a slot, answered
+            assert DNSRecord.parse(tcp_exchange(conn, question)).rr
+        with socket.create_connection(("127.0.0.1", service.port), timeout=10) as extra:
+            assert _closed(extra)
+        idle.pop().close()
+        _wait_for(lambda: _tcp_answers(service.port, question), 60)
+    finally:
+        for conn in idle:
+            conn.close()
+        service.stop()
+
+
+def test_a_tcp_client_dribbling_bytes_is_cut_off(lab_plan, monkeypatch):
+    import bootstrap.dns
+    monkeypatch.setattr(bootstrap.dns, "TCP_TIMEOUT", 1.0)
+    service = DnsService(lab_plan, "127.0.0.1", 0).start()
+    stop = threading.Event()
+    try:
+        with socket.create_connection(("127.0.0.1", service.port), timeout=60) as conn:
+            def dribble():                           # a byte every 0.2 s of a 400-byte message
+                conn.sendall(struct.pack("!H", 400))
+                while not stop.wait(0.2):
+                    try:
+                        conn.sendall(b"x")
+                    except OSError:
+                        return
+            threading.Thread(target=dribble, daemon=True).start()
+            assert _closed(conn)                     # before the message could be whole
+    finally:
+        stop.set()
+        service.stop()
+
+
+def _closed(conn: socket.socket) -> bool:
+    """True once the server closes ``conn`` (waits up to the socket's timeout)."""
+    try:
+        return conn.recv(1) == b""
+    except ConnectionResetError:
+        return True
+
+
+def _tcp_answers(port: int, question: bytes) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+            return bool(DNSRecord.parse(tcp_exchange(conn, question)).rr)
+    except (OSError, AssertionError):
+        return False
