@@ -288,9 +288,11 @@ class Store:
     def problems(self) -> list[str]:
         """Why the state cannot be written, or soon cannot: [] when all is well.
 
-        From the filesystem (read-only, less than :data:`LOW_SPACE` free) and from the
-        last write of this process, if it failed; while it has, a tiny write is tried
-        now and then, so the answer clears once writing works again."""
+        From the filesystem (read-only, less than :data:`LOW_SPACE` free), from the last
+        write of this process, if it failed (while it has, a tiny write is tried now and
+        then, so the answer clears once writing works again), and from the heartbeats of
+        this host's live services (a disk that fails writes in ways the filesystem does
+        not tell, e.g. ext4 turned read-only after an error)."""
         if self.path == ":memory:":
             return []
         if self.readonly:
@@ -303,6 +305,18 @@ class Store:
         failure = _FAILURES.get(self.path)
         if failure is not None:
             found.append(f"state writes failing since {time.ctime(failure[2])}: {failure[1]}")
+        return found + self._silent_services()
+
+    def _silent_services(self) -> list[str]:
+        """Services of this host whose process runs but whose heartbeat is not written: the
+        state is not writable for them (seen here even when this process wrote nothing)."""
+        now, host = time.time(), socket.gethostname()
+        found = []
+        for service in self.services():
+            pid, silent = _local_pid(service, host), _silence(service, now)
+            if pid and silent and _process_runs(pid):
+                found.append(f"service {service['id']} runs but its heartbeat was not "
+                             f"written for {silent:.0f} s")
         return found
 
     def _probe(self) -> None:
@@ -368,16 +382,24 @@ def staleness(service: dict, now: float | None = None, host: str | None = None) 
     Its process gone (when it ran on this host: its id names the host and pid), or
     no heartbeat for :data:`STALE_AFTER` (for services that beat: a heartbeat after
     the start; the standalone HTTP entry never beats)."""
-    now = time.time() if now is None else now
-    host = host or socket.gethostname()
-    pid, kind = service.get("pid"), service.get("kind")
-    if pid and service.get("id") in (f"{kind}-{host}-{pid}", f"{host}:{pid}:{kind}") \
-            and not _process_runs(int(pid)):
+    pid = _local_pid(service, host or socket.gethostname())
+    if pid and not _process_runs(pid):
         return f"process {pid} is gone"
+    silent = _silence(service, time.time() if now is None else now)
+    return f"no heartbeat for {silent:.0f} s" if silent else None
+
+
+def _local_pid(service: dict, host: str) -> int | None:
+    """The service's pid if it runs on this host (its id names host and pid)."""
+    pid, kind = service.get("pid"), service.get("kind")
+    ok = pid and service.get("id") in (f"{kind}-{host}-{pid}", f"{host}:{pid}:{kind}")
+    return int(pid) if ok else None
+
+
+def _silence(service: dict, now: float) -> float:
+    """Seconds since a beating service's last heartbeat when over :data:`STALE_AFTER`, else 0."""
     beat, started = service.get("heartbeat") or 0, service.get("started") or 0
-    if beat > started and now - beat > STALE_AFTER:
-        return f"no heartbeat for {now - beat:.0f} s"
-    return None
+    return now - beat if beat > started and now - beat > STALE_AFTER else 0.0
 
 
 def _process_runs(pid: int) -> bool:

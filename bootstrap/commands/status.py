@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
+
 from ..cli import print_json
 from ..progress import event_line, pod_line, snapshot
 from ..plan import compile_plan
@@ -20,7 +23,9 @@ def register(sub) -> None:
 
 def cmd_status(args) -> int:
     zone = load_zone(args.zone)
-    store = open_store(args, compile_plan(zone))  # unseen nodes show as planned
+    store = open_store(args)
+    with contextlib.suppress(sqlite3.Error):  # a state disk that takes no writes still reads
+        store.seed(compile_plan(zone))  # unseen nodes show as planned
     snap = snapshot(store, zone.digest, events=args.events)
     snap["state_problems"] = store.problems()
     if args.json:

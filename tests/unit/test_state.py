@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import socket
 import sqlite3
 import subprocess
 import time
@@ -139,3 +140,13 @@ def _wait(check, timeout: float = 30) -> bool:
     while not check() and time.monotonic() < deadline:
         time.sleep(0.02)
     return check()
+
+
+def test_a_live_service_whose_heartbeat_is_not_written_makes_the_state_degraded(tmp_path):
+    store = Store(str(tmp_path / "s.db"))
+    ident = f"dhcp-{socket.gethostname()}-{os.getpid()}"
+    store.register_service(ident, "dhcp", "x", "d")
+    assert store.problems() == []
+    old = time.time() - 60
+    store.db.execute("UPDATE services SET started=?, heartbeat=?", (old - 5, old))
+    assert store.problems() == [f"service {ident} runs but its heartbeat was not written for 60 s"]
