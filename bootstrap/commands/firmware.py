@@ -45,8 +45,9 @@ def register(sub) -> None:
                         "else the controller.url host)")
     p.add_argument("--timeout", type=float, default=10.0, metavar="S",
                    help="seconds per BMC request (default 10)")
-    p.add_argument("--retries", type=int, default=3, metavar="N",
-                   help="retries of a transient BMC failure (default 3)")
+    p.add_argument("--retries", type=int, default=Policy.retries, metavar="N",
+                   help="retries of a transient BMC failure (connection trouble, HTTP "
+                        f"429/500/502/503/504) where repeating is safe (default {Policy.retries})")
     p.add_argument("--task-timeout", type=float, default=1800.0, metavar="S",
                    help="seconds an update task may run (default 1800)")
     p.add_argument("--verify-timeout", type=float, default=60.0, metavar="S",
