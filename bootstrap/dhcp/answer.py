@@ -37,7 +37,18 @@ MAX_HOPS = 16
 BROADCAST = "255.255.255.255"
 SERVER_PORT, CLIENT_PORT = 67, 68
 BIOS_FILE, UEFI_FILE = "undionly.kpxe", "ipxe.efi"
-UEFI_ARCHES = (7, 9)     # RFC 4578: EFI BC, EFI x86-64
+# Client system architecture (option 93, RFC 4578 and IANA's registry) → the iPXE
+# binary that boots it: Debian's ipxe package ships the BIOS and x86-64 UEFI ones;
+# the others carry the path iPXE's own build gives them, to be placed in the TFTP root.
+TFTP_FILES = {0: BIOS_FILE, 6: "i386-efi/ipxe.efi", 7: UEFI_FILE, 9: UEFI_FILE,
+              10: "arm32-efi/ipxe.efi", 11: "arm64-efi/ipxe.efi"}
+# UEFI HTTP boot (vendor class HTTPClient): x86 15, x86-64 16, ARM32 18, ARM64 19.
+HTTP_FILES = {15: TFTP_FILES[6], 16: UEFI_FILE, 18: TFTP_FILES[10], 19: TFTP_FILES[11]}
+# RFC 2131 2: a client takes at least 576-byte IP datagrams; less IP and UDP headers.
+MIN_MESSAGE, IP_UDP_HEADERS = 576, 28
+# Kept whatever option 57 says: without them the reply means nothing.
+ESSENTIAL = frozenset((codec.MESSAGE_TYPE, codec.SERVER_ID, codec.LEASE_TIME,
+                       codec.SUBNET_MASK, codec.RELAY_AGENT_INFO))
 _PXE_ARCH = re.compile(r"^PXEClient:Arch:(\d{5})")
 
 
@@ -218,17 +229,24 @@ class Answerer:
         return self.reply(request, where, ACK, _lease_event(request, where))
 
     def inform(self, request: Packet, where: Location):
-        return self.reply(request, where, ACK, lease=False)
+        """RFC 2131 4.3.5: the ACK goes straight to ``ciaddr``, even for a relayed copy
+        (dhcrelay also relays a unicast INFORM it sees pass; via the relay the ACK
+        would go out with yiaddr 0.0.0.0)."""
+        reply = self.reply(request, where, ACK, lease=False)
+        if request.ciaddr == ZERO:
+            return reply
+        return Reply(reply.kind, reply.packet, (request.ciaddr, CLIENT_PORT), where)
 
     def release(self, request: Packet, where: Location):
         return Noted("release", Event("release", where.node.name,
-                                      {"mac": request.mac, "address": request.ciaddr}), where)
+                                      {"mac": request.mac, "address": request.ciaddr,
+                                       "xid": request.xid}), where)
 
     def decline(self, request: Packet, where: Location):
         """The client found our address in use: an address conflict someone must fix."""
         address = codec.address_of(request, codec.REQUESTED_IP) or where.address
         return Noted("decline", Event("decline", where.node.name,
-                                      {"mac": request.mac, "address": address,
+                                      {"mac": request.mac, "address": address, "xid": request.xid,
                                        "switch": where.switch, "port": where.port}), where)
 
     # --- building the reply ---------------------------------------------------------
@@ -240,7 +258,8 @@ class Answerer:
         boot = self.boot(where.node, request)
         options.update(boot.options)
         packet = _reply_packet(request, options, yiaddr=where.address if lease else ZERO)
-        packet.siaddr, packet.file = boot.siaddr, boot.file
+        packet.siaddr, packet.file = boot.siaddr, boot.file or _file_field(boot.options)
+        fit(packet, request)
         return Reply(codec.MESSAGE_NAMES[kind], packet, destination(request), where, event)
 
     def nak(self, request: Packet, where: Location, reason: str) -> Reply:
@@ -303,15 +322,12 @@ class Answerer:
         if is_ipxe(request):
             return Boot({codec.BOOTFILE_NAME: f"{self.base_url}/boot/ipxe".encode(),
                          codec.IPXE: codec.tlv({codec.IPXE_NO_PXEDHCP: b"\x01"})})
-        if vendor.startswith("HTTPClient"):
-            return Boot({codec.VENDOR_CLASS: b"HTTPClient",
-                         codec.BOOTFILE_NAME: f"{self.base_url}/files/{UEFI_FILE}".encode()})
         arch = client_arch(request, vendor)
-        if arch == 0:
-            return self._tftp(BIOS_FILE)
-        if arch in UEFI_ARCHES:
-            return self._tftp(UEFI_FILE)
-        return NO_BOOT
+        if vendor.startswith("HTTPClient"):
+            url = f"{self.base_url}/files/{HTTP_FILES.get(arch, UEFI_FILE)}"
+            return Boot({codec.VENDOR_CLASS: b"HTTPClient", codec.BOOTFILE_NAME: url.encode()})
+        filename = TFTP_FILES.get(arch)
+        return NO_BOOT if filename is None else self._tftp(filename)
 
     def _tftp(self, filename: str) -> "Boot":
         return Boot({codec.TFTP_SERVER_NAME: self.tftp_server.encode(),
@@ -327,6 +343,37 @@ class Boot:
 
 
 NO_BOOT = Boot({})
+
+
+def _file_field(options: dict) -> bytes:
+    """The boot file URL in BOOTP's ``file`` too, for clients that read only the field
+    (ISC dhcpd, Kea and dnsmasq fill it); it holds 127 bytes and a NUL."""
+    name = options.get(codec.BOOTFILE_NAME, b"")
+    return name if len(name) < 128 else b""
+
+
+def max_message(request: Packet) -> int:
+    """The largest DHCP message the client takes: option 57 (an IP datagram size,
+    at least 576) less the IP and UDP headers; 576 without the option."""
+    raw = request.options.get(codec.MAX_SIZE)
+    size = struct.unpack("!H", raw)[0] if raw is not None and len(raw) == 2 else MIN_MESSAGE
+    return max(size, MIN_MESSAGE) - IP_UDP_HEADERS
+
+
+def fit(packet: Packet, request: Packet) -> None:
+    """Drop options until the reply fits what the client takes (RFC 2132 9.10): first
+    those it did not ask for in option 55, then the rest from the last, never
+    :data:`ESSENTIAL` ones."""
+    limit, size = max_message(request), codec.encoded_size(packet)
+    if size <= limit:
+        return
+    asked = set(request.options.get(codec.PARAMETER_LIST, b""))
+    order = [c for c in reversed(packet.options) if c not in asked and c not in ESSENTIAL]
+    order += [c for c in reversed(packet.options) if c in asked and c not in ESSENTIAL]
+    for code in order:
+        size -= len(codec.option(code, packet.options.pop(code)))
+        if size <= limit:
+            return
 
 
 def check_request(request: Packet):

@@ -287,6 +287,13 @@ def encode(packet: Packet) -> bytes:
     return body.ljust(MIN_REPLY, b"\x00")
 
 
+def encoded_size(packet: Packet) -> int:
+    """What :func:`encode` would return the length of, without building it."""
+    body = MIN_LEN + 1 + sum(len(v) + 2 * max(1, -(-len(v) // 255))
+                             for v in packet.options.values())
+    return max(body, MIN_REPLY)
+
+
 def encode_options(options: dict) -> bytes:
     return b"".join([option(code, value) for code, value in options.items()])
 

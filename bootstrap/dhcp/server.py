@@ -41,6 +41,7 @@ QUIET_DROPS = ("other-server", "not-relayed")   # routine: debug, not info
 # A drop's log line and event: a burst, then one a second per (reason, sender); anyone
 # who can reach the port triggers them, so unthrottled they would fill the disk.
 DROP_RATE, DROP_BURST = 1.0, 20
+REPEAT_WINDOW, RECENT_KEYS = 10.0, 4096   # a relayed copy of a unicast message
 
 
 class DhcpServer:
@@ -139,6 +140,7 @@ class Recorder:
         self.lock = threading.Lock()
         self.macs = _known_macs(events)
         self._counters: dict = {}
+        self._recent: collections.OrderedDict = collections.OrderedDict()
 
     def count(self, label: str, n: int = 1) -> None:
         counter = self._counters.get(label)
@@ -148,6 +150,8 @@ class Recorder:
 
     def record(self, event: Event) -> None:
         with self.lock:
+            if self._repeated(event):
+                return
             replaced = self._replaced(event)
         if self.events is None:
             return
@@ -160,6 +164,19 @@ class Recorder:
             self.count(label, n)
         for event in events:
             self.record(event)
+
+    def _repeated(self, event: Event) -> bool:
+        """The same RELEASE/DECLINE twice: a unicast one and the copy a relay on its way
+        forwarded too (dhcrelay relays what it sees pass). Same node, kind and xid."""
+        xid = event.detail.get("xid")
+        if xid is None:
+            return False
+        now, key = time.monotonic(), (event.kind, event.node, xid)
+        seen = self._recent.get(key)
+        self._recent[key] = now
+        if len(self._recent) > RECENT_KEYS:
+            self._recent.popitem(last=False)
+        return seen is not None and now - seen < REPEAT_WINDOW
 
     def _replaced(self, event: Event) -> dict | None:
         """A lease for a known location with a MAC other than the last one seen there."""
@@ -254,10 +271,12 @@ class Loop:
                 log.log(level, "dhcp: drop %s from %s mac %s: %s", outcome.code, peer[0], mac,
                         outcome.reason)
         else:
-            self.recorder.count(outcome.kind)
             if outcome.kind == "decline":
                 log.warning("dhcp: address conflict: %s declined %s", outcome.event.node,
                             outcome.event.detail.get("address"))
+            self.recorder.record(outcome.event)
+            self.recorder.count(outcome.kind)  # after: once counted, it is recorded
+            return
         if outcome.event is not None:
             self.recorder.record(outcome.event)
 

@@ -97,17 +97,16 @@ def _missing_tools():
     return [t for t in TOOLS if shutil.which(t) is None]
 
 
-@pytest.fixture(scope="module")
-def net(lab_plan, tmp_path_factory):
+@contextlib.contextmanager
+def topology(plan, tmp, **kw):
     if os.geteuid() != 0 or _missing_tools():
         pytest.skip(f"needs root and {', '.join(_missing_tools()) or 'namespaces'}")
-    tmp = tmp_path_factory.mktemp("dhcp")
     lab = Lab("dh")
     store = Store(str(tmp / "zone.db"))
     writer = EventWriter(store, interval=0.02)
     topo = None
     try:
-        topo = Topology(lab, lab_plan, writer, tmp)
+        topo = Topology(lab, plan, writer, tmp, **kw)
         yield topo
     finally:
         if topo is not None:
@@ -117,13 +116,19 @@ def net(lab_plan, tmp_path_factory):
         store.close()
 
 
+@pytest.fixture(scope="module")
+def net(lab_plan, tmp_path_factory):
+    with topology(lab_plan, tmp_path_factory.mktemp("dhcp")) as topo:
+        yield topo
+
+
 class Topology:
-    def __init__(self, lab: Lab, plan, writer: EventWriter, tmp):
+    def __init__(self, lab: Lab, plan, writer: EventWriter, tmp, switches=SWITCHES, **server):
         self.lab, self.plan, self.writer, self.store, self.tmp = lab, plan, writer, writer.store, tmp
         self.srv = lab.namespace("srv")
         lab.bridge(self.srv, "br0", f"{SERVER}/24")
         self.relays, self.clients = {}, {}
-        for name, (up, down, ports) in SWITCHES.items():
+        for name, (up, down, ports) in switches.items():
             self.relay(name, up, down, ports)
         self.clients[(None, "rogue0")] = self._client(None, "rogue0")
         self.srv.route("10.17.1.0/24", "via", "10.17.0.101")
@@ -134,10 +139,10 @@ class Topology:
         self.srv.route("10.99.0.0/24", "via", "10.17.0.106")
         with self.srv.entered():
             self.server = DhcpServer(plan, "0.0.0.0", server_id=SERVER, events=writer,
-                                     http_base_url=CONTROLLER)
+                                     http_base_url=CONTROLLER, **server)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
-        for name, (up, down, ports) in SWITCHES.items():
+        for name, (_, _, ports) in switches.items():
             mode = RELAY_MODE.get(name, "replace")
             cmd = ["dhcrelay", "-4", "-d", "--no-pid", "-a", "-m", mode, "-iu", "uplink"]
             for port in ports:
@@ -265,7 +270,7 @@ def wait_event(net: Topology, kind: str, **match):
 
 def test_udhcpc_bios_pxe_gets_unit_3_and_renews(net):
     client = net.client("tora", "swp3")
-    client.udhcpc("-V", "PXEClient:Arch:00000:UNDI:002001", "-x", "0x5d:0000", once=False)
+    client.udhcpc("-V", "PXEClient:Arch:00000:UNDI:002001", "-x", "0x5d:0000", "-R", once=False)
     env = client.bound("bound")
     assert env["ip"] == "10.17.1.13"
     assert env["subnet"] == "255.255.255.0"
@@ -286,7 +291,19 @@ def test_udhcpc_bios_pxe_gets_unit_3_and_renews(net):
     renewed = client.bound("renew")
     assert renewed["ip"] == "10.17.1.13" and renewed["hostname"] == "p01-u03"
     assert wait_event(net, "lease", node="p01-u03", switch="renewal") is not None
+    # RELEASE on exit (-R): unicast through tor-a, whose dhcrelay relays a copy of it too.
+    releases = answers("release")
     client.stop()
+    assert wait_for(lambda: answers("release") >= releases + 2, timeout=20)
+    assert len(events_after_barrier(net, "release", "p01-u03")) == 1
+
+
+def events_after_barrier(net: Topology, kind: str, node: str) -> list:
+    """``kind`` events of ``node`` once everything queued before now is in the store."""
+    mark = os.urandom(4).hex()
+    net.writer.put("barrier", None, "test", mark=mark)
+    assert wait_event(net, "barrier", mark=mark) is not None
+    return [e for e in net.events(kind) if e["node"] == node]
 
 
 def test_dhclient_ipxe_gets_boot_script_url_and_identity(net):
@@ -302,6 +319,7 @@ def test_dhclient_ipxe_gets_boot_script_url_and_identity(net):
     assert env["new_ntp_servers"] == "192.0.2.123"
     assert env["new_dhcp_server_identifier"] == SERVER
     assert env["new_bootfile_name"] == f"{CONTROLLER}/boot/ipxe"
+    assert env["new_filename"] == f"{CONTROLLER}/boot/ipxe"  # BOOTP's file field too
     assert env["new_ipxe_encap"] == "b0:1:1"  # 175.176 = 1: iPXE, skip PXE's second round
     client.stop()
 
@@ -318,6 +336,18 @@ def test_two_relays_give_the_same_identity(net):
     assert env_a["ip"] == "10.17.1.12" and env_a["hostname"] == "p01-u02"
     same = ("subnet", "router", "dns", "domain", "ntpsrv", "lease", "boot_file", "siaddr")
     assert {k: env_a[k] for k in same} == {k: env_b[k] for k in same}
+
+
+@pytest.mark.parametrize("arch, boot_file", [("0006", "i386-efi/ipxe.efi"),
+                                             ("000b", "arm64-efi/ipxe.efi")])
+def test_ia32_and_arm64_uefi_get_their_boot_file(net, arch, boot_file):
+    client = net.client("tora", "swp2")
+    seen = len([e for e, _ in client.records() if e == "bound"])
+    result = client.udhcpc("-x", f"0x5d:{arch}")
+    assert result.returncode == 0, result.stdout
+    env = client.bound("bound", count=seen + 1)
+    assert env["ip"] == "10.17.1.12" and env["boot_file"] == boot_file
+    assert env["bootfile"] == boot_file and env["siaddr"] == SERVER
 
 
 def test_bmc_on_the_lom_network_gets_its_identity_and_no_boot_file(net):
@@ -484,3 +514,16 @@ def test_unrelayed_messages_speak_only_for_their_sender(net, rogue_host):
     assert answers("ack") == acks
     assert len([e for e in net.events("release") if e["node"] == "p01-u03"]) == releases
     assert wait_event(net, "ciaddr-spoof", ciaddr="10.17.1.13", sender="10.17.1.77")
+
+
+def test_udhcpc_gets_a_reply_that_fits_its_576_bytes(lab_plan, tmp_path):
+    """Many DNS servers make a reply of ~800 bytes; udhcpc says 576 in option 57 and
+    dropped the oversized OFFER three times. The reply now leaves out what fits least."""
+    many = tuple(f"192.0.2.{i}" for i in range(1, 100))
+    with topology(lab_plan, tmp_path, switches={"tora": SWITCHES["tora"]},
+                  dns_servers=many) as crowded:
+        client = crowded.client("tora", "swp3")
+        result = client.udhcpc("-t", "4")
+        assert result.returncode == 0, result.stdout
+        env = client.bound("bound")
+        assert env["ip"] == "10.17.1.13" and env["subnet"] == "255.255.255.0"

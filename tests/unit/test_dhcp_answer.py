@@ -61,22 +61,53 @@ def test_same_port_on_lom_network_is_the_bmc_without_boot_options(answerer):
     assert codec.BOOTFILE_NAME not in opts(reply) and reply.packet.file == b""
 
 
-@pytest.mark.parametrize("kw, option, value, file", [
-    ({"arch": 0}, 67, b"undionly.kpxe", b"undionly.kpxe"),
-    ({"arch": 7}, 67, b"ipxe.efi", b"ipxe.efi"),
-    ({"arch": 9}, 67, b"ipxe.efi", b"ipxe.efi"),
-    ({"vendor": "PXEClient:Arch:00007:UNDI:003016"}, 67, b"ipxe.efi", b"ipxe.efi"),
+@pytest.mark.parametrize("kw, option, value, tftp", [
+    ({"arch": 0}, 67, b"undionly.kpxe", True),
+    ({"arch": 6}, 67, b"i386-efi/ipxe.efi", True),
+    ({"arch": 7}, 67, b"ipxe.efi", True),
+    ({"arch": 9}, 67, b"ipxe.efi", True),
+    ({"arch": 11}, 67, b"arm64-efi/ipxe.efi", True),
+    ({"vendor": "PXEClient:Arch:00007:UNDI:003016"}, 67, b"ipxe.efi", True),
     ({"vendor": "HTTPClient:Arch:00016:UNDI:003001", "arch": 16}, 67,
-     f"{URL}/files/ipxe.efi".encode(), b""),
-    ({"user_class": b"iPXE", "arch": 7}, 67, f"{URL}/boot/ipxe".encode(), b""),
-    ({"user_class": b"\x04iPXE", "arch": 0}, 67, f"{URL}/boot/ipxe".encode(), b""),
+     f"{URL}/files/ipxe.efi".encode(), False),
+    ({"vendor": "HTTPClient:Arch:00019", "arch": 19}, 67,
+     f"{URL}/files/arm64-efi/ipxe.efi".encode(), False),
+    ({"user_class": b"iPXE", "arch": 7}, 67, f"{URL}/boot/ipxe".encode(), False),
+    ({"user_class": b"\x04iPXE", "arch": 0}, 67, f"{URL}/boot/ipxe".encode(), False),
 ])
-def test_server_boot_choice(answerer, kw, option, value, file):
+def test_server_boot_choice(answerer, kw, option, value, tftp):
     reply = ask(answerer, giaddr=GW_PROVISION, circuit="swp4", **kw)
     assert opts(reply)[option] == value
-    assert reply.packet.file == file
-    if file:  # TFTP: next-server is this appliance
+    assert reply.packet.file == value  # BOOTP's file field as well as option 67
+    if tftp:  # TFTP: next-server is this appliance
         assert reply.packet.siaddr == SERVER and opts(reply)[66] == SERVER.encode()
+
+
+def test_a_url_too_long_for_the_file_field_stays_in_option_67(lab_plan):
+    answerer = Answerer(lab_plan, Settings(SERVER, http_base_url="http://192.0.2.1/" + "x" * 120))
+    reply = ask(answerer, giaddr=GW_PROVISION, circuit="swp4", user_class=b"iPXE")
+    assert len(opts(reply)[67]) > 127 and reply.packet.file == b""
+
+
+@pytest.mark.parametrize("size, asked", [(None, b""), (576, b""), (576, bytes((1, 3, 6, 67))),
+                                         (600, bytes((1, 3)))])
+def test_replies_fit_the_clients_maximum_message_size(lab_plan, size, asked):
+    """udhcpc says 576 in option 57 and got 737 bytes three times, then gave up."""
+    answerer = Answerer(lab_plan, Settings(SERVER, http_base_url="http://192.0.2.1/" + "x" * 200,
+                                           dns_servers=tuple(f"192.0.2.{i}" for i in range(1, 60))))
+    extra = {} if size is None else {codec.MAX_SIZE: size.to_bytes(2, "big")}
+    packet = probe.request(DISCOVER, giaddr=GW_PROVISION, circuit="swp4", user_class=b"iPXE",
+                           extra=extra)
+    packet.options[codec.PARAMETER_LIST] = asked
+    reply = answerer.answer(codec.decode(codec.encode(packet)), GW_PROVISION)
+    assert len(codec.encode(reply.packet)) <= (size or 576) - 28
+    o = opts(reply)
+    assert {53, 54, 51, 1, 82} <= set(o) and reply.packet.yiaddr == "10.17.1.14"
+    if asked:  # what it asked for is the last to go
+        assert {c for c in asked if c in o} >= {1, 3}
+    big = probe.request(DISCOVER, giaddr=GW_PROVISION, circuit="swp4", user_class=b"iPXE",
+                        extra={codec.MAX_SIZE: (1500).to_bytes(2, "big")})
+    assert len(codec.encode(answerer.answer(big, GW_PROVISION).packet)) > 548
 
 
 def test_ipxe_gets_no_pxedhcp_and_http_boot_gets_its_vendor_class_back(answerer):
