@@ -2,7 +2,7 @@
 
 - :mod:`.codec`: the DHCPv4 wire format (RFC 2131/2132, Option 82 sub-options, RFC 3396).
 - :mod:`.answer`: the decision, in named stages, without I/O: ``Answerer(plan, Settings(...))
-  .answer(packet)`` → ``Reply`` | ``Noted`` | ``Drop``.
+  .answer(packet, source)`` → ``Reply`` | ``Noted`` | ``Drop``.
 - :mod:`.server`: the UDP adapter ``DhcpServer(plan, bind_address, port=67, server_id=…,
   events=EventWriter|None, tftp_server=…, http_base_url=…, dns_servers=(), workers=1)``
   with ``serve_forever()`` (blocking), ``shutdown()`` and ``close()``.
