@@ -231,13 +231,15 @@ class Emulator:
         with opener.open(req, timeout=10) as resp:
             return json.loads(resp.read())
 
-    def busy(self, count: int) -> None:
-        """(Extension) answer the next ``count`` system requests with 503."""
+    def busy(self, count: int, status: int = 503, message: str | None = None) -> None:
+        """(Extension) answer the next ``count`` system requests with ``status``
+        (503 comes with Retry-After) and ``message``."""
         import base64
         import json
 
+        body = {"count": count, "status": status, **({"message": message} if message else {})}
         req = urllib.request.Request(self.url + "/_ext/busy", method="POST",
-                                     data=json.dumps({"count": count}).encode())
+                                     data=json.dumps(body).encode())
         token = base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
         req.add_header("Authorization", f"Basic {token}")
         req.add_header("Content-Type", "application/json")

@@ -18,7 +18,8 @@ this module starts sushy-tools' own Flask app unchanged and only:
   TaskMonitor and TaskService/Tasks/<id> routes;
 * adds ``/_ext/stats``: what the emulator saw (tasks in flight, their times),
   so tests can assert bounded parallelism from the BMC's side, and ``/_ext/busy``:
-  answer the next N system requests with 503 + Retry-After, as a busy BMC does.
+  answer the next N system requests with 503 + Retry-After (or another status,
+  such as 500 "database is locked"), as a busy BMC does.
 
 Run it like sushy-emulator: ``python3 sushy_ext.py --config FILE -i 127.0.0.1 -p PORT``.
 """
@@ -189,21 +190,25 @@ def stats():
                               "posts": TASKS.posts, "tasks": tasks})
 
 
-BUSY = {"left": 0}
+BUSY = {"left": 0, "status": 503, "message": "Service temporarily busy"}
 
 
 def set_busy():
-    """Make the next ``count`` Redfish requests answer 503 + Retry-After, as a BMC
-    does while it is busy: the client must back off and retry, not fail."""
-    BUSY["left"] = int((flask.request.get_json(silent=True) or {}).get("count", 0))
+    """Make the next ``count`` system requests fail as a busy BMC's do: ``status``
+    503 (with Retry-After) by default, or e.g. 500 with ``message`` "database is
+    locked", as sushy-tools' own state store answers under load. The client must
+    back off and retry, not fail."""
+    body = flask.request.get_json(silent=True) or {}
+    BUSY.update(left=int(body.get("count", 0)), status=int(body.get("status", 503)),
+                message=str(body.get("message", "Service temporarily busy")))
     return "", 204
 
 
 def busy_gate():
     if BUSY["left"] > 0 and flask.request.path.startswith("/redfish/v1/Systems"):
         BUSY["left"] -= 1
-        return (flask.jsonify(emulator._render_error("Service temporarily busy")), 503,
-                {"Retry-After": "0"})
+        headers = {"Retry-After": "0"} if BUSY["status"] == 503 else {}
+        return flask.jsonify(emulator._render_error(BUSY["message"])), BUSY["status"], headers
     return None
 
 

@@ -153,3 +153,26 @@ def test_busy_bmc_is_retried_with_backoff(emulator, tmp_path, capsys):
     code, out, _ = run(capsys, zone, "plan", "--retries", "0", "--max-parallel", "1",
                        "--state", str(tmp_path / "s.db"))
     assert code == 1 and "FAILED system: HTTP 503: Service temporarily busy" in out
+
+
+def test_database_is_locked_is_ridden_through_and_the_bound_is_kept(emulator, tmp_path, capsys):
+    """A 500 "database is locked" (what sushy-tools' state store answers under load, what
+    busy iDRACs and iLOs answer too) is retried on reads: the update goes through. When
+    it lasts longer than the retries, the node fails with one line naming it and the count."""
+    zone = rf.zone_for(emulator, str(tmp_path))
+    state = str(tmp_path / "s.db")
+    emulator.busy(3, status=500, message="database is locked")
+    code, out, err = run(capsys, zone, "apply", "--pod", "p01", "--max-parallel", "1",
+                         "--state", state)
+    assert code == 0, out + err
+    assert [r[2] for r in emulator.requests()].count(500) == 3
+    store = Store(state)
+    assert {store.node(f"p01-u0{u}-bmc")["state"] for u in (3, 4)} == {"ready"}
+    assert not store.events(kind="redfish-failed")
+    store.close()
+    emulator.busy(50, status=500, message="database is locked")
+    code, out, _ = run(capsys, zone, "plan", "--retries", "1", "--max-parallel", "1",
+                       "--state", state)
+    assert code == 1
+    assert "p01-u01-bmc: FAILED system: HTTP 500: database is locked (gave up after 2 attempts)" \
+        in out.splitlines()
