@@ -136,7 +136,8 @@ class HttpService:
         is throttled per (kind, node, client address)."""
         if "address" not in detail:  # callers outside a Flask request pass it
             detail["address"] = client_address()
-        if (noisy or kind in NOISY) and not self.throttle.allow(kind, f"{node} {detail['address']}"):
+        noisy = noisy or kind in NOISY
+        if noisy and not self.throttle.allow(kind, f"{node} {detail['address']}"):
             return
         try:
             self.events.put(kind, node, SOURCE, **detail)

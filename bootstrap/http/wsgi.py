@@ -26,6 +26,7 @@ import tempfile
 import threading
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.glogging import Logger
 from prometheus_client import make_wsgi_app
 from werkzeug.serving import WSGIRequestHandler, make_server
 
@@ -35,6 +36,7 @@ from ..state import Store
 from ..zone import load_zone
 from . import create_app
 from .front import FRONTS, resolve_front
+from .problems import LOGS
 from .settings import node_secret
 
 log = logging.getLogger("bootstrap.http")
@@ -79,11 +81,30 @@ def _worker_exit(server, worker) -> None:
         zone.close()
 
 
+class ThrottledLogger(Logger):
+    """gunicorn's error log with its warnings and tracebacks rate-limited per kind and client
+    (:mod:`bootstrap.throttle`): gunicorn warns of every malformed request ("Invalid
+    request from ip=…"), so without a limit a stranger writes our log at line rate."""
+
+    def warning(self, msg, *args, **kwargs):
+        if _log_allowed(msg):
+            super().warning(msg, *args, **kwargs)
+
+    def exception(self, msg, *args, **kwargs):
+        if _log_allowed(msg):
+            super().exception(msg, *args, **kwargs)
+
+
+def _log_allowed(msg) -> bool:
+    kind, _, rest = str(msg).partition(" from ip=")
+    return LOGS.allow("gunicorn: " + kind[:40], rest.partition(": ")[0])
+
+
 def gunicorn_options(bind: str, port: int, workers: int, threads: int) -> dict:
     return {"bind": f"{bind}:{port}", "workers": workers, "threads": threads,
             "worker_class": "gthread", "timeout": 60, "graceful_timeout": 5, "keepalive": 5,
             "proc_name": f"zone-http-{port}", "errorlog": "-", "loglevel": "warning",
-            "worker_exit": _worker_exit}
+            "logger_class": ThrottledLogger, "worker_exit": _worker_exit}
 
 
 def serve_http(plan: Plan, store: Store, bind: str = "0.0.0.0", port: int = 8080,

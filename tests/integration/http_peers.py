@@ -78,25 +78,33 @@ def wait_until_up(url: str, timeout: float = 30) -> None:
 
 
 @contextlib.contextmanager
-def gunicorn_zone(folder, workers: int = 2):
-    """gunicorn serving the loopback lab zone; yields (base URL, plan, state path)."""
+def served_zone(folder, workers: int = 2, front: str | None = None):
+    """HttpServer (gunicorn alone, or behind ``front``) serving the loopback lab zone;
+    yields (base URL, server, plan, state path)."""
     port = free_port()
     plan = compile_plan(load_zone(loopback_zone(folder, port)))
     state = os.path.join(folder, "state", "zone.db")
     store = Store(state)
     store.seed(plan)
-    server = HttpServer(plan, store, "127.0.0.1", port, workers=workers, threads=4,
+    server = HttpServer(plan, store, "127.0.0.1", port, workers=workers, threads=4, front=front,
                         config={"NODE_SECRET": SECRET, "API_TOKEN": API_TOKEN})
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until_up(base + "/healthz")
-        yield base, plan, state
+        yield base, server, plan, state
     finally:
         server.shutdown()
         thread.join(timeout=20)
         store.close()
+
+
+@contextlib.contextmanager
+def gunicorn_zone(folder, workers: int = 2):
+    """gunicorn serving the loopback lab zone; yields (base URL, plan, state path)."""
+    with served_zone(folder, workers) as (base, _server, plan, state):
+        yield base, plan, state
 
 
 SLOW_REQUEST = b"GET /boot/ipxe HTTP/1.1\r\nHost: slow\r\nX-Slow: " + b"a" * 2000 + b"\r\n\r\n"

@@ -18,7 +18,8 @@ from bootstrap.http.wsgi import HttpServer
 from bootstrap.plan import compile_plan
 from bootstrap.state import Store
 from bootstrap.zone import load_zone
-from http_peers import API_TOKEN, SECRET, curl, eventually, free_port, loopback_zone, wait_until_up
+from http_peers import (API_TOKEN, SECRET, curl, eventually, free_port, loopback_zone, served_zone,
+                        wait_until_up)
 
 NGINX = "/usr/sbin/nginx"
 U02, U03, U04 = "127.17.1.12", "127.17.1.13", "127.17.1.14"
@@ -28,24 +29,9 @@ pytestmark = pytest.mark.skipif(not os.path.exists(NGINX), reason="needs Debian 
 @pytest.fixture(scope="module")
 def fronted(tmp_path_factory):
     """The loopback lab zone behind nginx; yields (base URL, server, state path, plan)."""
-    folder = tmp_path_factory.mktemp("front")
-    port = free_port()
-    plan = compile_plan(load_zone(loopback_zone(folder, port)))
-    state = os.path.join(folder, "state", "zone.db")
-    store = Store(state)
-    store.seed(plan)
-    server = HttpServer(plan, store, "127.0.0.1", port, workers=1, threads=4, front="nginx",
-                        config={"NODE_SECRET": SECRET, "API_TOKEN": API_TOKEN})
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_up(base + "/healthz")
+    with served_zone(tmp_path_factory.mktemp("front"), workers=1, front="nginx") as served:
+        base, server, plan, state = served
         yield base, server, state, plan
-    finally:
-        server.shutdown()
-        thread.join(timeout=20)
-        store.close()
     assert server.nginx.proc.poll() is not None and not os.path.exists(server.nginx.folder)
 
 

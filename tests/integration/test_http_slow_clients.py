@@ -9,6 +9,7 @@ which ``zone serve`` puts on by default when nginx is installed.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 
@@ -45,3 +46,26 @@ def test_default_zone_serve_answers_boots_while_200_clients_dribble(tmp_path):
         assert proc.wait(timeout=30) == 0
         log.close()
     assert "HTTP front: nginx" in (tmp_path / "serve.log").read_text()
+
+
+def test_malformed_requests_write_a_few_log_lines_not_one_each(tmp_path):
+    """gunicorn warns of every malformed request; the service rate-limits those lines."""
+    port = free_port()
+    zone = loopback_zone(tmp_path, port)
+    log = open(tmp_path / "http.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "bootstrap.http.wsgi", zone,
+                             "--state", str(tmp_path / "zone.db"), "--port", str(port)],
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}/healthz")
+        for _ in range(100):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                sock.sendall(b"NOT A REQUEST\r\n\r\n")
+                sock.recv(4096)  # gunicorn's 400: the request was read and refused
+        assert curl("-f", f"http://127.0.0.1:{port}/healthz").returncode == 0
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=30) == 0
+        log.close()
+    lines = (tmp_path / "http.log").read_text().count("Invalid request from ip=")
+    assert 1 <= lines <= 20  # a burst per worker, then a trickle; 100 unthrottled

@@ -38,7 +38,8 @@ def test_without_nginx_auto_falls_back_to_gunicorn_with_a_warning(caplog, tmp_pa
 
 # --- row 13: every bad input is a 4xx, never a 500; non-finite numbers refused ---
 
-BAD_NODE_BODIES = (b'{"data": {"x": 1e999}}', b'{"data": {"x": NaN}}', b'{"data": {"x": -Infinity}}',
+BAD_NODE_BODIES = (b'{"data": {"x": 1e999}}', b'{"data": {"x": NaN}}',
+                   b'{"data": {"x": -Infinity}}',
                    b'{"state": ["a"]}', b'{"state": "booting", "reason": {"a": 1}}',
                    b'{"mac": {"a": 1}}', b'{"mac": 5}', b'{"mac": "not-a-mac"}',
                    b'{"data": {"mac": "x"}}', b'{"data": {"name": "x"}}', b'{"data": [1]}',
