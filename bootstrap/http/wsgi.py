@@ -36,6 +36,7 @@ from ..state import Store
 from ..zone import load_zone
 from . import create_app
 from .front import FRONTS, resolve_front
+from .heads import HeadFirstWorker
 from .problems import LOGS
 from .settings import node_secret
 
@@ -102,7 +103,7 @@ def _log_allowed(msg) -> bool:
 
 def gunicorn_options(bind: str, port: int, workers: int, threads: int) -> dict:
     return {"bind": f"{bind}:{port}", "workers": workers, "threads": threads,
-            "worker_class": "gthread", "timeout": 60, "graceful_timeout": 5, "keepalive": 5,
+            "worker_class": HeadFirstWorker, "timeout": 60, "graceful_timeout": 5, "keepalive": 5,
             "proc_name": f"zone-http-{port}", "errorlog": "-", "loglevel": "warning",
             "logger_class": ThrottledLogger, "worker_exit": _worker_exit}
 
@@ -144,18 +145,18 @@ def _die_with_parent(parent: int) -> None:
         sys.exit(0)
 
 
-def write_spec(plan: Plan, config: dict) -> str:
-    """The plan and settings for a child server, in a private file it reads once and removes."""
-    fd, path = tempfile.mkstemp(prefix="zone-http-", suffix=".pickle")
-    with os.fdopen(fd, "wb") as fh:  # mkstemp: mode 0600, the node secret is inside
-        pickle.dump({"plan": plan, "config": config}, fh)
-    return path
+def send_spec(stream, plan: Plan, config: dict) -> None:
+    """The plan and settings (the node secret among them) for a child server, through its
+    stdin: no file holds them, so a killed parent leaves no secret in a temp folder."""
+    try:
+        with stream:
+            pickle.dump({"plan": plan, "config": config}, stream)
+    except OSError:  # the child died first (or was stopped): its exit status tells
+        pass
 
 
-def read_spec(path: str) -> tuple[Plan, dict]:
-    with open(path, "rb") as fh:
-        spec = pickle.load(fh)
-    os.unlink(path)
+def read_spec(stream) -> tuple[Plan, dict]:
+    spec = pickle.load(stream)
     return spec["plan"], spec["config"]
 
 
@@ -176,7 +177,7 @@ class HttpServer:
         self.config = dict(config or {})
         self.config.setdefault("NODE_SECRET", node_secret(self.config, store.path))
         self.workers, self.threads = workers, threads
-        self.proc = self.local = self.exporter = self.spec = None
+        self.proc = self.local = self.exporter = None
         # an in-memory store is served on a thread: no child, no front
         self.front = resolve_front(front) if store.path != ":memory:" else None
         self.nginx = None
@@ -187,8 +188,8 @@ class HttpServer:
         self.stopping = threading.Event()
         self.lock = threading.Lock()
 
-    def command(self, spec: str) -> list[str]:
-        return [sys.executable, "-m", "bootstrap.http.wsgi", "--spec", spec,
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "bootstrap.http.wsgi", "--spec", "-",
                 "--parent", str(os.getpid()),
                 "--state", self.store.path, "--bind", self.app_bind, "--port", str(self.app_port),
                 "--workers", str(self.workers), "--threads", str(self.threads)]
@@ -203,8 +204,7 @@ class HttpServer:
             self.config["PARENT_METRICS_URL"] = self.exporter.url + "/metrics"
             if self.front:
                 self._start_front()
-            self.spec = write_spec(self.plan, self.config)
-            self.proc = subprocess.Popen(self.command(self.spec), stdin=subprocess.DEVNULL,
+            self.proc = subprocess.Popen(self.command(), stdin=subprocess.PIPE,
                                          env=_child_env())
             if self.nginx is not None:
                 threading.Thread(target=self._watch_front, daemon=True,
@@ -239,9 +239,8 @@ class HttpServer:
         if self.local is not None:
             self.local.thread.join()
             return
-        code = self.proc.wait()
-        with contextlib.suppress(OSError):  # the child removes it; unless it died first
-            os.unlink(self.spec)
+        send_spec(self.proc.stdin, self.plan, self.config)  # outside the lock: shutdown may
+        code = self.proc.wait()                             # stop a child that reads slowly
         if (code or self.front_died) and not self.stopping.is_set():
             raise WorkError(f"the HTTP service on {self.bind}:{self.port} exited "
                             f"with status {code}")
@@ -325,7 +324,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m bootstrap.http.wsgi",
                                      description="serve the zone's HTTP service with gunicorn")
     parser.add_argument("zone", nargs="?", help="the zone file (or --spec)")
-    parser.add_argument("--spec", help="a plan and settings written by HttpServer (read once)")
+    parser.add_argument("--spec", choices=("-",),
+                        help="-: the plan and settings, as HttpServer writes them on stdin")
     parser.add_argument("--parent", type=int, default=0, help="exit when this process dies")
     parser.add_argument("--state", required=True)
     parser.add_argument("--bind", default="127.0.0.1")
@@ -339,7 +339,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if args.spec:
-        plan, config = read_spec(args.spec)
+        plan, config = read_spec(sys.stdin.buffer)
     elif args.zone:
         plan, config = compile_plan(load_zone(args.zone)), {}
     else:

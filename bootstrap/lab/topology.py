@@ -12,6 +12,7 @@ every namespace and process the lab started, whatever happened before.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
 import os
@@ -54,6 +55,38 @@ def reap_stale() -> list[str]:
     return reaped
 
 
+OWNER = ".zone-lab-owner"   # in a lab's work folder while its run lives: the run's pid
+WORKDIR_PREFIX = "zone-lab-"
+
+
+def reap_stale_workdirs(folder: str) -> list[str]:
+    """Work folders (``zone-lab-*`` in ``folder``) of lab runs that were killed: their
+    :data:`OWNER` file names a process that is gone. They hold logs, BMC state and the
+    targets' SSH key; a run that ends normally removes its owner file and keeps its logs."""
+    reaped = []
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name)
+        if name.startswith(WORKDIR_PREFIX) and _owner_gone(path) and not _has_mounts(path):
+            shutil.rmtree(path, ignore_errors=True)
+            reaped.append(path)
+    return reaped
+
+
+def _owner_gone(path: str) -> bool:
+    try:
+        with open(os.path.join(path, OWNER), encoding="ascii") as fh:
+            pid = int(fh.read().strip())
+    except (OSError, ValueError):  # not a lab of ours, or one that closed
+        return False
+    return not os.path.exists(f"/proc/{pid}")
+
+
+def _has_mounts(path: str) -> bool:
+    """Something still mounted below ``path`` (never delete through a mount)."""
+    with open("/proc/self/mounts", encoding="utf-8", errors="replace") as fh:
+        return any(line.split()[1].startswith(path + "/") for line in fh if line.strip())
+
+
 class Lab:
     def __init__(self, plan: Plan, pod: str, workdir: str, prefix: str | None = None,
                  vm_units=()):
@@ -77,13 +110,18 @@ class Lab:
         core = plan.subnets[(self.servers[0].network, 0)]
         self.core_gateway = core.gateway
         self.core_prefix = core.prefix
-        os.makedirs(workdir, exist_ok=True)
+        os.makedirs(workdir, mode=0o700, exist_ok=True)
+        os.chmod(workdir, 0o700)  # logs, BMC state and an SSH key: ours alone
+        with open(os.path.join(workdir, OWNER), "w", encoding="ascii") as fh:
+            fh.write(f"{os.getpid()}\n")  # a later run removes the folder if we are killed
 
     # --- building ------------------------------------------------------------
 
     def build(self) -> None:
         check_host()
         reap_stale()
+        for path in reap_stale_workdirs(os.path.dirname(os.path.abspath(self.workdir))):
+            log.info("lab: removed %s, left by a killed run", path)
         try:
             self._namespaces()
         except subprocess.CalledProcessError as exc:
@@ -307,3 +345,5 @@ class Lab:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
         self.netns.destroy()
+        with contextlib.suppress(OSError):  # ended, not killed: the folder stays for its logs
+            os.unlink(os.path.join(self.workdir, OWNER))
