@@ -9,6 +9,7 @@ import pytest
 
 from bootstrap.cli import build_parser
 from bootstrap.http.front import resolve_front
+from bootstrap.http.heads import request_end
 from bootstrap.serve import ServeOptions
 from http_helpers import API_TOKEN, from_address, make_app, token_for
 
@@ -141,3 +142,14 @@ def test_a_doubled_slash_is_not_redirected_to_the_requests_host(client):
         r = client.get(path, headers={"Host": "evil.example"})
         assert r.status_code == 404 and "Location" not in r.headers, path
         assert "evil.example" not in r.get_data(as_text=True)
+
+
+def test_the_gunicorn_worker_hands_over_only_whole_requests():
+    head = b"GET /boot/ipxe HTTP/1.1\r\nHost: x\r\n\r\n"
+    assert request_end(head[:-1]) is None and request_end(head) == len(head)
+    post = b"POST /phone-home/a HTTP/1.1\r\nContent-Length: 5\r\n\r\n"
+    assert request_end(post + b"abc") is None and request_end(post + b"abcde") == len(post) + 5
+    assert request_end(post + b"abcde" + head) == len(post) + 5  # pipelined: one at a time
+    assert request_end(b"G" * (64 * 1024 + 1)) == 64 * 1024 + 1  # gunicorn refuses it
+    huge = b"POST / HTTP/1.1\r\ncontent-length: 99999999\r\n\r\nab"
+    assert request_end(huge) == len(huge)  # too big to hold: the thread streams it
