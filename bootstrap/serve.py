@@ -93,7 +93,7 @@ class Services:
                     self._register(name)
         except OSError as exc:
             self.stop()
-            raise InputError(f"cannot open a service socket: {exc}") from None
+            raise InputError(f"a service cannot start: {exc}") from None
         except Exception as exc:  # a service that cannot start stops the others cleanly
             self.stop()
             raise WorkError(f"a service failed to start: {exc!r}") from exc
