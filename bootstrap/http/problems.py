@@ -8,6 +8,7 @@ since iPXE, ONIE and cloud-init read text.
 from __future__ import annotations
 
 import logging
+import sqlite3
 
 from flask import Flask, jsonify, make_response, request
 from werkzeug.exceptions import HTTPException
@@ -49,6 +50,10 @@ class Conflict(Problem):
     status = 409
 
 
+class Unavailable(Problem):
+    status = 503
+
+
 def status_of(exc: Exception) -> int:
     """HTTP status for any exception: the single mapping every handler uses."""
     if isinstance(exc, Problem):
@@ -71,6 +76,9 @@ def _message(exc: Exception, status: int) -> str:
 
 
 def answer(exc: Exception):
+    if isinstance(exc, sqlite3.OperationalError):  # state disk full or read-only: try later
+        exc = Unavailable(f"the state store cannot be written now ({exc}); try again later",
+                          {"Retry-After": "30"})
     status = status_of(exc)
     if (status >= 500 and not isinstance(exc, HTTPException)
             and LOGS.allow("http-error", str(request.remote_addr))):

@@ -6,8 +6,10 @@ it through :func:`current`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sqlite3
 import threading
 import time
 
@@ -206,7 +208,8 @@ def forward(svc: HttpService, node: Node, current: str | None, state: str, **det
     """:func:`advance` as a side effect of an answer, from a state already read (``None``:
     the node is not stored); in a gunicorn worker it is queued with the events."""
     if current is not None and legal(node.kind, current, state):
-        svc.events.move(node.name, state, **detail)
+        with contextlib.suppress(sqlite3.Error):  # a state disk that takes no writes must not
+            svc.events.move(node.name, state, **detail)  # fail the answer (the store logs it)
 
 
 def text(body: str, mimetype: str = "text/plain"):
