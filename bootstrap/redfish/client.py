@@ -218,7 +218,9 @@ class BmcClient:
     def _once(self, method: str, path: str, body, what: str, ok) -> tuple:
         """(answer, None) or (None, the failure): one attempt, nothing repeated."""
         if self._rf is None:
-            return None, BmcUnreachable("not connected", self.name)
+            failure = BmcUnreachable("not connected", self.name)
+            failure.final = True    # a bug of the caller's: waiting will not connect it
+            return None, failure
         try:
             resp = self._rf._rest_request(path, method=method, body=body)
         except RetriesExhaustedError as exc:

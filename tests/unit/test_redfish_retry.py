@@ -271,3 +271,11 @@ def test_what_passes_and_what_does_not():
     assert not rc._unreachable(requests.exceptions.ConnectTimeout("x"), "b", "x").maybe_sent
     assert passing(Transient("busy", "b")) and not passing(AuthFailed("no", "b"))
     assert rc._retry_after("soon") is None and rc._retry_after("-4") == 0.0
+
+
+def test_a_client_never_connected_fails_at_once():
+    c = rc.BmcClient(rc.Endpoint("b", "http://127.0.0.1:9", "s1"), rc.Credentials("u", "p"),
+                     rc.Tls(False))
+    c._sleep = pytest.fail            # any pause would be a retry
+    with pytest.raises(BmcUnreachable, match="^b: not connected$"):
+        c.get(SYSTEM)
