@@ -1,12 +1,19 @@
 """The hot-path lookup: (relay or switch, circuit-id) → location.
 
 Relay agents say where a request came from in Option 82. The switch is named by
-the remote-id when the relay sends one, otherwise by the relay address (giaddr):
-either a pod's gateway on one network (the anycast address both ToRs share) or
-one switch's own address. The port is the circuit-id, in the text form the
-zone's template gives (``swp7``, ``Ethernet1/7``) or Cisco's binary form.
+the remote-id when the relay sends one (a text the zone gives, or the switch's MAC,
+set in the zone or learned from the switch's own lease), by the circuit-id when its
+text carries the switch's name (SONiC's ``p01-tor-a:Ethernet4``), otherwise by the
+relay address (giaddr): either a pod's gateway on one network (the anycast address
+both ToRs share) or one switch's own address. The port is the circuit-id, in the
+text form the zone's template gives (``swp7``, ``Ethernet1/7``, ``ge-0/0/6.0:43``)
+or Cisco's binary form. When these sources disagree the answer is a :class:`Miss`,
+never a guess.
 
-Every lookup is a handful of dict probes: O(1) per request, no parsing loops.
+Every lookup is a handful of dict probes: O(1) per request, no parsing loops. The
+text forms are computed when the locator is built: one dict per template (and VLAN)
+for templates that do not name the switch, one global dict text → (switch, port)
+for those that do.
 """
 
 from __future__ import annotations
@@ -15,8 +22,11 @@ import re
 from dataclasses import dataclass
 
 from .plan import Node, Plan
+from .schema import circuit_text, field_names, mac_bytes, mac_text
 
 MAX_PORT = 256
+NAMES_SWITCH = frozenset(("switch", "pod", "pod_index"))
+CONFLICT = "remote-id-conflict"
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,11 +49,13 @@ class Location:
 
 @dataclass(frozen=True, slots=True)
 class Miss:
-    """Why a request has no location; ``switch``/``port`` say what was asked."""
+    """Why a request has no location; ``switch``/``port`` say what was asked, ``code``
+    is the event kind (``remote-id-conflict`` when Option 82's parts disagree)."""
 
     reason: str
     switch: str | None = None
     port: int | None = None
+    code: str = "unknown-location"
 
 
 def cisco_port(circuit: bytes) -> int | None:
@@ -59,49 +71,122 @@ def cisco_port(circuit: bytes) -> int | None:
     return None
 
 
-def template_ports(template: str, last: int = MAX_PORT) -> dict:
+def template_ports(template: str, last: int = MAX_PORT, vlan: int | None = None,
+                   **where) -> dict:
     """Every text form the template gives, as bytes → port, for ports 1..last."""
-    return {template.format(port=p).encode(): p for p in range(1, last + 1)}
+    return {circuit_text(template, p, vlan=vlan, **where).encode(): p
+            for p in range(1, last + 1)}
+
+
+def names_switch(template: str) -> bool:
+    """Does the template's text carry the switch (its name or its pod)?"""
+    return bool(field_names(template) & NAMES_SWITCH)
 
 
 class Locator:
-    """Built once per plan; :meth:`locate` is the per-packet call."""
+    """Built once per plan; :meth:`locate` is the per-packet call, :meth:`learn` notes a
+    switch's MAC seen in its own lease (a MAC remote-id names it from then on)."""
 
     def __init__(self, plan: Plan, trusted_relays=()):
         self.plan = plan
-        self._forms: dict[str, dict] = {}
+        self._vlans = {n.name: n.vlan for n in plan.zone.networks.values()}
+        self._shared: dict[tuple, dict] = {}       # (template, vlan) → {text: port}
+        self._net_forms: dict[str, tuple] = {}     # network → the shared dicts to try
+        self._switch_texts: dict[bytes, tuple] = {}  # text → (switch name, port, vlan)
         self.switch_by_remote_id: dict[bytes, Node] = {}
+        self.switch_by_mac: dict[bytes, Node] = {}
+        self._set_macs: set = set()                # MACs the zone sets: never re-learned
+        self._learned: dict[str, bytes] = {}       # switch name → learned MAC
         self.relays: dict[str, Relay] = {}
         self._ports: dict[tuple, Node] = {}        # (switch name, port) → node
         self._pod_ports: dict[tuple, object] = {}  # (pod index, network, port) → node | list
         self._index(trusted_relays)
 
+    # --- building ---------------------------------------------------------------------
+
     def _index(self, trusted_relays) -> None:
         plan = self.plan
+        switches = [n for n in plan.nodes.values() if n.kind == "switch"]
+        for node in switches:
+            self._index_switch(node)
         for node in plan.nodes.values():
-            if node.kind == "switch":
-                self._forms.setdefault(node.circuit_id, template_ports(node.circuit_id))
-                if node.remote_id:
-                    self.switch_by_remote_id[node.remote_id.encode()] = node
-                for net, address in node.addresses.items():
-                    self.relays[address] = Relay(node.pod_index, net, node.name)
-            for switch, port_text in node.links:
-                sw = plan.nodes.get(switch)
-                port = self._forms.get(sw.circuit_id, {}).get(port_text.encode()) if sw else None
-                if port is None and sw is not None:
-                    port = _trailing_number(port_text)
-                if port is None:
-                    continue
-                self._ports[(switch, port)] = node
-                # Switches answer only on their own network: a ToR's uplink port
-                # number must not shadow a server's port on the provision network.
-                networks = (node.network,) if node.kind == "switch" else node.addresses
-                for net in networks:
-                    self._add_pod_port((node.pod_index, net, port), node)
+            self._index_links(node)
+        highest: dict[str, int] = {}
+        for switch, port in self._ports:
+            highest[switch] = max(port, highest.get(switch, 0))
+        for node in switches:
+            if names_switch(node.circuit_id):
+                self._index_switch_texts(node, highest.get(node.name, 0))
+        for net in self._vlans:
+            self._net_forms[net] = self._forms_on(net)
+        self._net_forms[""] = self._forms_on("")
         for (net, index), subnet in plan.subnets.items():
             self.relays.setdefault(subnet.gateway, Relay(index, net, None))
         for address in trusted_relays:
             self.relays.setdefault(address, Relay(-1, "", None))
+
+    def _vlan_keys(self, template: str) -> set:
+        """The VLAN values a template's texts depend on: each network's, or just None."""
+        if "vlan" not in field_names(template):
+            return {None}
+        return {v for v in self._vlans.values() if v is not None}
+
+    def _index_switch(self, node: Node) -> None:
+        if not names_switch(node.circuit_id):
+            for vlan in self._vlan_keys(node.circuit_id):
+                key = (node.circuit_id, vlan)
+                if key not in self._shared:
+                    self._shared[key] = template_ports(node.circuit_id, vlan=vlan)
+        if node.remote_id:
+            self.switch_by_remote_id[node.remote_id.encode()] = node
+        if node.mac:
+            mac = mac_bytes(node.mac, raw=False)
+            self.switch_by_mac[mac] = node
+            self._set_macs.add(mac)
+        for net, address in node.addresses.items():
+            self.relays[address] = Relay(node.pod_index, net, node.name)
+
+    def _where(self, switch: Node) -> dict:
+        return {"switch": switch.name, "pod": switch.pod or "", "pod_index": switch.pod_index}
+
+    def _index_switch_texts(self, switch: Node, last: int) -> None:
+        """A template that names the switch: its cabled ports' texts in the one global dict."""
+        for vlan in self._vlan_keys(switch.circuit_id):
+            for text, port in template_ports(switch.circuit_id, last, vlan,
+                                             **self._where(switch)).items():
+                self._switch_texts.setdefault(text, (switch.name, port, vlan))
+
+    def _index_links(self, node: Node) -> None:
+        for switch, port_text in node.links:
+            sw = self.plan.nodes.get(switch)
+            if sw is None:
+                continue
+            port = node.unit if node.kind != "switch" else self._uplink_port(sw, port_text, node)
+            if port is None:
+                continue
+            self._ports[(switch, port)] = node
+            # Switches answer only on their own network: a ToR's uplink port
+            # number must not shadow a server's port on the provision network.
+            networks = (node.network,) if node.kind == "switch" else node.addresses
+            for net in networks:
+                self._add_pod_port((node.pod_index, net, port), node)
+
+    def _uplink_port(self, sw: Node, text: str, node: Node) -> int | None:
+        """The port number of an uplink: the number itself, the upstream's circuit-id
+        text for it, or the text's trailing number (``swp7``)."""
+        if text.isdigit():
+            return int(text)
+        vlan = self._vlans.get(node.network) if "vlan" in field_names(sw.circuit_id) else None
+        forms = self._shared.get((sw.circuit_id, vlan))
+        if forms is None:
+            forms = template_ports(sw.circuit_id, MAX_PORT, vlan, **self._where(sw))
+        port = forms.get(text.encode())
+        return port if port is not None else _trailing_number(text)
+
+    def _forms_on(self, network: str) -> tuple:
+        vlan = self._vlans.get(network)
+        return tuple(forms for (template, v), forms in self._shared.items()
+                     if v is None or v == vlan)
 
     def _add_pod_port(self, key, node: Node) -> None:
         have = self._pod_ports.get(key)
@@ -113,11 +198,39 @@ class Locator:
         else:
             self._pod_ports[key] = [have, node]
 
+    # --- learning ---------------------------------------------------------------------
+
+    def learn(self, node: Node, mac: str) -> bool:
+        """``node`` (a switch) leased with ``mac``: a MAC remote-id names it from now on.
+        A MAC the zone sets is never re-bound; True when something changed."""
+        raw = mac_bytes(mac, raw=False) if node.kind == "switch" and not node.mac else None
+        if raw is None or raw in self._set_macs or self._learned.get(node.name) == raw:
+            return False
+        old = self._learned.pop(node.name, None)
+        if old is not None and self.switch_by_mac.get(old) is node:
+            del self.switch_by_mac[old]
+        before = self.switch_by_mac.get(raw)
+        if before is not None:  # that hardware now sits at another switch's location
+            self._learned.pop(before.name, None)
+        self.switch_by_mac[raw] = node
+        self._learned[node.name] = raw
+        return True
+
+    def learned(self) -> dict:
+        """Switch name → learned MAC text."""
+        return {name: mac_text(mac) for name, mac in self._learned.items()}
+
+    # --- the per-packet lookup ------------------------------------------------------------
+
     def trusted(self, giaddr: str) -> bool:
         return giaddr in self.relays
 
-    def port(self, switch: Node, circuit: bytes) -> int | None:
-        port = self._forms[switch.circuit_id].get(circuit)
+    def port(self, switch: Node, circuit: bytes, network: str = "") -> int | None:
+        vlan = self._vlans.get(network) if "vlan" in field_names(switch.circuit_id) else None
+        port = self._shared.get((switch.circuit_id, vlan), {}).get(circuit)
+        if port is None:
+            hit = self._switch_texts.get(circuit)
+            port = hit[1] if hit is not None and hit[0] == switch.name else None
         return port if port is not None else cisco_port(circuit)
 
     def locate(self, giaddr: str, circuit: bytes, remote_id: bytes | None = None):
@@ -125,26 +238,65 @@ class Locator:
         relay = self.relays.get(giaddr)
         if relay is None:
             return Miss(f"untrusted relay {giaddr}")
+        named = None
         if remote_id:
-            switch = self.switch_by_remote_id.get(remote_id)
-            if switch is None:
-                return Miss(f"unknown remote-id {remote_id!r}")
-            return self._at_switch(switch, circuit, relay)
+            named = self.switch_by_remote_id.get(remote_id)
+            if named is None:
+                mac = mac_bytes(remote_id)
+                if mac is None:
+                    return Miss(f"unknown remote-id {remote_id!r}")
+                # A MAC not learned yet: the relay address and circuit-id identify.
+                named = self.switch_by_mac.get(mac)
+        hit = self._switch_texts.get(circuit)
+        if hit is not None:
+            return self._at_named_port(relay, named, hit)
+        if named is not None:
+            return self._at_switch(named, circuit, relay, by_remote_id=True)
         if relay.switch is not None:
             return self._at_switch(self.plan.nodes[relay.switch], circuit, relay)
         return self._at_gateway(relay, circuit)
 
-    def _at_switch(self, switch: Node, circuit: bytes, relay: Relay):
-        port = self.port(switch, circuit)
+    def _disagrees(self, switch: Node, relay: Relay) -> str | None:
+        """Why ``switch`` cannot be the one behind ``relay`` (None: it can be)."""
+        if relay.switch is not None and relay.switch != switch.name:
+            return f"relay address is {relay.switch}'s"
+        if relay.pod_index > 0 and switch.pod_index not in (0, relay.pod_index):
+            return f"relay is a gateway of pod {relay.pod_index}, {switch.name} is in pod " \
+                f"{switch.pod_index}"
+        return None
+
+    def _at_named_port(self, relay: Relay, named: Node | None, hit: tuple):
+        name, port, vlan = hit
+        switch = self.plan.nodes[name]
+        if named is not None and named is not switch:
+            return Miss(f"remote-id names {named.name}, circuit-id names {name}", name, port,
+                        CONFLICT)
+        why = self._disagrees(switch, relay)
+        if why is None and vlan is not None and relay.network and \
+                self._vlans.get(relay.network) != vlan:
+            why = f"circuit-id says VLAN {vlan}, the relay is on {relay.network}"
+        if why is not None:
+            return Miss(f"circuit-id names {name}, but {why}", name, port,
+                        CONFLICT if named is not None else "unknown-location")
+        return self._at_port(switch, port, relay)
+
+    def _at_switch(self, switch: Node, circuit: bytes, relay: Relay, by_remote_id=False):
+        why = self._disagrees(switch, relay) if by_remote_id else None
+        if why is not None:
+            return Miss(f"remote-id names {switch.name}, but {why}", switch.name, None, CONFLICT)
+        port = self.port(switch, circuit, relay.network)
         if port is None:
             return Miss(f"circuit-id {circuit!r} is not a port of {switch.name}", switch.name)
+        return self._at_port(switch, port, relay)
+
+    def _at_port(self, switch: Node, port: int, relay: Relay):
         node = self._ports.get((switch.name, port))
         if node is None:
             return Miss("unknown location", switch.name, port)
         return self._answer(node, relay, switch.name, port)
 
     def _at_gateway(self, relay: Relay, circuit: bytes):
-        forms = self._forms.values()
+        forms = self._net_forms.get(relay.network, ())
         port = next((f[circuit] for f in forms if circuit in f), None)
         if port is None:
             port = cisco_port(circuit)

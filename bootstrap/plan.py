@@ -12,7 +12,8 @@ import struct
 from dataclasses import dataclass, field
 
 from .checks import attaches
-from .zone import Zone
+from .schema import circuit_text
+from .zone import LEARNED, Zone
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,8 +48,9 @@ class Node:
     groups: tuple = ()
     peer: str | None = None   # a server's BMC, a BMC's server
     switch_key: str | None = None
-    remote_id: str | None = None
-    circuit_id: str | None = None
+    remote_id: str | None = None   # the text remote-id naming this switch (not a MAC)
+    circuit_id: str | None = None  # its relay's circuit-id template
+    mac: str | None = None         # a switch's MAC set in the zone (a MAC remote-id)
 
     @property
     def address(self) -> str | None:
@@ -158,8 +160,8 @@ class _Compiler:
                          for net in self.zone.networks.values()}
             self.add(Node(spec.key, self.fqdn(spec.key), "switch", None, None, 0, None,
                           (self.switch_nets or [None])[0], addresses,
-                          switch_key=spec.key, remote_id=spec.remote_id,
-                          circuit_id=spec.circuit_id), None)
+                          switch_key=spec.key, remote_id=_remote_id(spec, switch=spec.key),
+                          circuit_id=spec.circuit_id, mac=spec.mac), None)
 
     def pod(self, pod) -> None:
         zone, a = self.zone, self.zone.addressing
@@ -172,13 +174,13 @@ class _Compiler:
             if up is not None:
                 port = spec.uplink_port.format(pod=pod.name, pod_index=pod.index)
                 links = ((names.get(up, up), port),)
-            rid = spec.remote_id.format(pod=pod.name, pod_index=pod.index) if spec.remote_id else None
+            rid = _remote_id(spec, pod=pod.name, pod_index=pod.index, switch=names[spec.key])
             self.add(Node(names[spec.key], self.fqdn(names[spec.key]), "switch", spec.role, pod.name,
                           pod.index, None, (self.switch_nets or [None])[0],
                           self.addr(zone.networks, pod.index, a.switches_from + k), links,
                           ztp=role.ztp, image=role.image, firmware=role.firmware,
                           groups=role.groups, switch_key=spec.key, remote_id=rid,
-                          circuit_id=spec.circuit_id), plan)
+                          circuit_id=spec.circuit_id, mac=pod.macs.get(spec.key)), plan)
         by_attach = {"server": [], "bmc": []}
         for spec in zone.switches.values():
             by_attach[attaches(spec)].append(spec)
@@ -190,16 +192,32 @@ class _Compiler:
         host = zone.addressing.units_from + unit
         name = zone.naming.format(pod=pod.name, unit=unit, pod_index=pod.index)
         bmc = f"{name}-bmc"
-        links = tuple((names[s.key], s.circuit_id.format(port=unit)) for s in by_attach["server"])
-        bmc_links = tuple((names[s.key], s.circuit_id.format(port=unit)) for s in by_attach["bmc"])
+        server_net, bmc_net = (self.server_nets or [None])[0], (self.bmc_nets or [None])[0]
+        links = self.unit_links(by_attach["server"], pod, unit, names, server_net)
+        bmc_links = self.unit_links(by_attach["bmc"], pod, unit, names, bmc_net)
         self.add(Node(name, self.fqdn(name), "server", role.name, pod.name, pod.index, unit,
-                      (self.server_nets or [None])[0],
+                      server_net,
                       self.addr(self.server_nets, pod.index, host), links,
                       image=role.image, firmware=role.firmware, groups=role.groups,
                       peer=bmc), plan)
         self.add(Node(bmc, self.fqdn(bmc), "bmc", role.name, pod.name, pod.index, unit,
-                      (self.bmc_nets or [None])[0], self.addr(self.bmc_nets, pod.index, host),
+                      bmc_net, self.addr(self.bmc_nets, pod.index, host),
                       bmc_links, firmware=role.firmware, peer=name), plan)
+
+
+    def unit_links(self, specs, pod, unit: int, names: dict, network: str | None) -> tuple:
+        """(switch, circuit-id text) of a unit's port on each switch: what its relay writes."""
+        net = self.zone.networks.get(network)
+        vlan = net.vlan if net is not None else None
+        return tuple((names[s.key], circuit_text(s.circuit_id, unit, names[s.key], pod.name,
+                                                 pod.index, vlan)) for s in specs)
+
+
+def _remote_id(spec, **fields) -> str | None:
+    """The text remote-id of a switch; None when it is a MAC (learned or set) or absent."""
+    if spec.remote_id is None or spec.remote_id == LEARNED:
+        return None
+    return spec.remote_id.format(**{"pod": "", "pod_index": 0, **fields})
 
 
 def compile_plan(zone: Zone) -> Plan:

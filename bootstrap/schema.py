@@ -8,6 +8,7 @@ every mistake in the file, not just the first.
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 import string
 
@@ -46,6 +47,51 @@ def template_fields(template: str, allowed) -> set[str]:
                              f"{{{name}:02d}} may follow the name")
         used.add(name)
     return used
+
+
+# Circuit-id templates: the port in one of three numberings, and what else relays write.
+PORT_FIELDS = ("port", "port0", "lane")
+CIRCUIT_FIELDS = PORT_FIELDS + ("switch", "pod", "pod_index", "vlan")
+# SONiC names a port EthernetN after its first SerDes lane: with 4 lanes per port (most
+# 100G/400G ToRs: 32 QSFP28/QSFP-DD cages), front-panel port p is Ethernet{(p-1)*4}.
+LANES_PER_PORT = 4
+_MAC_TEXT = re.compile(r"([0-9a-f]{2})([:-]?)([0-9a-f]{2})\2([0-9a-f]{2})\2([0-9a-f]{2})\2"
+                       r"([0-9a-f]{2})\2([0-9a-f]{2})")
+_MAC_DOTTED = re.compile(r"([0-9a-f]{4})\.([0-9a-f]{4})\.([0-9a-f]{4})")
+
+
+@functools.lru_cache(maxsize=1024)
+def field_names(template: str) -> frozenset:
+    """The field names a (valid) template uses."""
+    return frozenset(name for _, name, _, _ in string.Formatter().parse(template) if name)
+
+
+def circuit_text(template: str, port: int, switch: str = "", pod: str = "", pod_index: int = 0,
+                 vlan: int | None = None) -> str:
+    """The circuit-id a relay writes for ``port`` (1-based) of ``switch``."""
+    return template.format(port=port, port0=port - 1, lane=(port - 1) * LANES_PER_PORT,
+                           switch=switch, pod=pod, pod_index=pod_index, vlan=vlan or 0)
+
+
+def mac_bytes(value, raw: bool = True) -> bytes | None:
+    """A MAC address as 6 bytes, from 6 raw bytes (with ``raw``) or any usual text form:
+    ``0c:29:ef:01:02:03``, ``0C-29-EF-01-02-03``, ``0c29.ef01.0203``, ``0c29ef010203``."""
+    if isinstance(value, bytes):
+        if raw and len(value) == 6:
+            return value
+        if len(value) > 17:
+            return None
+        value = value.decode("latin-1")
+    text = value.lower()
+    m = _MAC_TEXT.fullmatch(text)
+    if m:
+        return bytes.fromhex("".join(m.group(1, 3, 4, 5, 6, 7)))
+    m = _MAC_DOTTED.fullmatch(text)
+    return bytes.fromhex("".join(m.groups())) if m else None
+
+
+def mac_text(mac: bytes) -> str:
+    return ":".join(f"{b:02x}" for b in mac)
 
 
 class Reader:

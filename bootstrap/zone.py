@@ -13,7 +13,8 @@ import re
 from dataclasses import dataclass, field
 
 from .errors import Problem, ZoneInvalid
-from .schema import Reader, parse_units, template_fields
+from .schema import CIRCUIT_FIELDS, PORT_FIELDS, Reader, field_names, mac_bytes, mac_text, \
+    parse_units, template_fields
 from .yamlsrc import MAX_BYTES, SrcDict, load_text
 
 ZTP_KINDS = ("sonic", "onie", "cumulus", "arista")
@@ -37,6 +38,18 @@ MAX_DOMAIN = 200          # leaves room for host names under it within 253
 U32 = 0xFFFFFFFF          # DHCP times are 32-bit seconds on the wire
 MAX_SERVERS = 200_000     # every pod's units together (the 10k zone: 10,000)
 MAX_UNITS = 4094          # one pod's units, whatever its subnets could hold
+DEFAULT_CIRCUIT = "swp{port}"
+LEARNED = "mac"           # remote_id: the switch's MAC, learned from its own lease or set
+# relay: NOS → (circuit-id template, remote-id) its relay writes; docs/zone-file.md says
+# how to configure each NOS so that it writes exactly these.
+RELAY_PRESETS = {
+    "sonic": ("{switch}:Ethernet{lane}", LEARNED),
+    "cumulus": ("swp{port}", LEARNED),
+    "eos": ("Ethernet{port}", "{switch}"),
+    "nxos": ("Ethernet1/{port}", LEARNED),
+    "junos": ("ge-0/0/{port0}.0:{vlan}", None),
+}
+CORE_CIRCUIT_FIELDS = tuple(f for f in CIRCUIT_FIELDS if f not in ("pod", "pod_index"))
 
 
 @dataclass(frozen=True)
@@ -106,10 +119,13 @@ class SwitchSpec:
 
     key: str
     role: str | None
-    remote_id: str | None
+    remote_id: str | None     # a template, LEARNED ("mac") or None
     circuit_id: str
     uplink_switch: str | None = None
     uplink_port: str | None = None
+    mac: str | None = None    # a core switch's MAC set in the zone (normalised)
+    circuit_line: int = 0     # where circuit_id / remote_id come from (a key or a relay:)
+    remote_line: int = 0
 
 
 @dataclass(frozen=True)
@@ -117,6 +133,7 @@ class Pod:
     name: str
     index: int
     units: dict  # unit number → role name, after overrides
+    macs: dict = field(default_factory=dict)  # switch key → MAC set in the zone (normalised)
 
 
 @dataclass(frozen=True)
@@ -224,9 +241,9 @@ def build_zone(raw, filename: str, digest: str = "", files: bool = False,
         firmware=b.firmware(), roles={}, switches={}, core={}, pods=(),
         credentials=b.credentials(), redfish=b.redfish(), dhcp=b.dhcp(), up=b.up())
     roles = b.roles(zone)
-    switches, circuit = b.pod_switches(roles)
-    core = b.core(circuit, switches)
-    pods = b.pods(roles, zone.networks)
+    switches, forms = b.pod_switches(roles)
+    core = b.core(forms, switches)
+    pods = b.pods(roles, zone.networks, switches)
     zone = _replace(zone, roles=roles, switches=switches, core=core, pods=pods)
     from .checks import check_files, check_zone  # cross-object rules need the whole model
 
@@ -511,55 +528,104 @@ class _Builder:
                          f"not a {kind}")
         return role
 
-    def _circuit(self, d: SrcDict, key: str, what: str, default: str) -> str:
-        if key not in d:
-            return default  # inherited: its own line reports it if broken
+    def _circuit(self, d: SrcDict, key: str, what: str, default: str,
+                 fields=CIRCUIT_FIELDS) -> str:
         template = self.r.text(d, key, what, default) or default
         why = ""
         try:
-            ok = template_fields(template, ("port",)) == {"port"}
-            template.format(port=1)
+            ok = bool(template_fields(template, fields) & set(PORT_FIELDS))
+            template.format(**{f: 1 for f in fields})
         except (ValueError, KeyError, IndexError) as exc:
             ok, why = False, f" ({exc})"
         if not ok:
-            self.r.error(d.line_of(key), f"{what}.{key}: '{template}' must contain {{port}} "
-                         f"and no other field{why}")
+            self.r.error(d.line_of(key), f"{what}.{key}: '{template}' must contain {{port}}, "
+                         f"{{port0}} or {{lane}} and otherwise only "
+                         f"{', '.join('{%s}' % f for f in fields[3:])}{why}")
             return default
         return template
 
-    def pod_switches(self, roles) -> tuple[dict, str]:
+    def _forms(self, d: SrcDict, what: str, inherited: tuple, fields=CIRCUIT_FIELDS) -> tuple:
+        """(circuit-id, its line, remote-id, its line) of a switch or the pod template:
+        its own keys, else its ``relay:`` preset's, else ``inherited``."""
+        circuit, circuit_line, remote, remote_line = inherited
+        nos = self.r.text(d, "relay", what)
+        if nos is not None and nos not in RELAY_PRESETS:
+            self.r.error(d.line_of("relay"), f"{what}.relay: unknown relay '{nos}' (one of "
+                         f"{', '.join(RELAY_PRESETS)})")
+        elif nos is not None:
+            circuit, remote = RELAY_PRESETS[nos]
+            circuit_line = remote_line = d.line_of("relay")
+        if "circuit_id" in d:
+            circuit = self._circuit(d, "circuit_id", what, circuit, fields)
+            circuit_line = d.line_of("circuit_id")
+        if "remote_id" in d:
+            remote, remote_line = self.r.text(d, "remote_id", what), d.line_of("remote_id")
+        return circuit, circuit_line, remote, remote_line
+
+    def pod_switches(self, roles) -> tuple[dict, tuple]:
         tpl = self.section("pod_template")
-        self.r.keys(tpl, "pod_template", ("switches", "circuit_id", "units"),
+        self.r.keys(tpl, "pod_template", ("switches", "circuit_id", "relay", "units"),
                     ("units",) if "pod_template" in self.top else ())
-        circuit = self._circuit(tpl, "circuit_id", "pod_template", "swp{port}")
+        forms = self._forms(tpl, "pod_template", (DEFAULT_CIRCUIT, tpl.line, None, 0))
         sw = self.r.mapping(tpl.get("switches"), tpl.line_of("switches"), "pod_template.switches")
         out = {}
         for key, spec in sw.items():
             what = f"pod_template.switches.{key}"
             self.label(sw, key, "pod_template.switches")
             spec = self.r.mapping(spec, sw.line_of(key), what)
-            self.r.keys(spec, what, ("role", "remote_id", "uplink", "circuit_id"), ("role",))
+            self.r.keys(spec, what, ("role", "remote_id", "uplink", "circuit_id", "relay"),
+                        ("role",))
             up = self.r.mapping(spec.get("uplink"), spec.line_of("uplink"), f"{what}.uplink")
             self.r.keys(up, f"{what}.uplink", ("switch", "port"), ("switch", "port") if up else ())
-            out[key] = SwitchSpec(key, self._role_ref(roles, spec, what, "switch"),
-                                  self.r.text(spec, "remote_id", what),
-                                  self._circuit(spec, "circuit_id", what, circuit),
-                                  self.r.text(up, "switch", f"{what}.uplink"),
-                                  self.r.text(up, "port", f"{what}.uplink"))
-        return out, circuit
+            circuit, cline, remote, rline = self._forms(spec, what, forms)
+            out[key] = SwitchSpec(key, self._role_ref(roles, spec, what, "switch"), remote,
+                                  circuit, self.r.text(up, "switch", f"{what}.uplink"),
+                                  self.r.text(up, "port", f"{what}.uplink"),
+                                  circuit_line=cline, remote_line=rline)
+        return out, forms
 
-    def core(self, circuit: str, pod_switches: dict) -> dict:
+    def core(self, forms: tuple, pod_switches: dict) -> dict:
+        """Core switches inherit the pod template's circuit-id (not its remote-id)."""
         section = self.section("core")
+        inherited = (forms[0], forms[1], None, 0)
         out = {}
         for key, spec in section.items():
             what = f"core.{key}"
             self.label(section, key, "core")
             spec = self.r.mapping(spec, section.line_of(key), what)
-            self.r.keys(spec, what, ("remote_id", "circuit_id"))
+            self.r.keys(spec, what, ("remote_id", "circuit_id", "relay", "mac"))
             if key in pod_switches:
                 self.r.error(section.line_of(key), f"{what}: a pod switch has this name too")
-            out[key] = SwitchSpec(key, None, self.r.text(spec, "remote_id", what),
-                                  self._circuit(spec, "circuit_id", what, circuit))
+            circuit, cline, remote, rline = self._forms(spec, what, inherited, CORE_CIRCUIT_FIELDS)
+            if field_names(circuit) & {"pod", "pod_index"}:
+                self.r.error(section.line_of(key), f"{what}: the circuit_id it inherits, "
+                             f"'{circuit}', names a pod; give it its own circuit_id or relay")
+            out[key] = SwitchSpec(key, None, remote, circuit, mac=self.mac(spec, "mac", what),
+                                  circuit_line=cline, remote_line=rline)
+        return out
+
+    def mac(self, d: SrcDict, key, what: str) -> str | None:
+        """A MAC address the zone sets, normalised to ``0c:29:ef:01:02:03``."""
+        value = d.get(key)
+        if value is None:
+            return None
+        mac = mac_bytes(str(value), raw=False) if isinstance(value, (str, int)) else None
+        if mac is None:
+            self.r.error(d.line_of(key), f"{what}.{key}: '{str(value)[:40]}' is not a MAC "
+                         "address (0c:29:ef:01:02:03, 0c-29-..., 0c29.ef01.0203 or 0c29ef010203)")
+            return None
+        return mac_text(mac)
+
+    def pod_macs(self, spec: SrcDict, what: str, switches: dict) -> dict:
+        macs = self.r.mapping(spec.get("macs"), spec.line_of("macs"), f"{what}.macs")
+        out = {}
+        for key in macs:
+            if key not in switches:
+                self.r.error(macs.line_of(key), f"{what}.macs: no switch '{key}' in "
+                             "pod_template.switches")
+            mac = self.mac(macs, key, f"{what}.macs")
+            if mac is not None:
+                out[key] = mac
         return out
 
     def _unit_roles(self, items, what: str, roles, limit: int) -> dict:
@@ -588,7 +654,7 @@ class _Builder:
         """The most units one pod can have: what its smallest subnet holds."""
         return min([MAX_UNITS] + [net.subnet_size for net in networks.values()])
 
-    def pods(self, roles, networks: dict) -> tuple:
+    def pods(self, roles, networks: dict, switches: dict) -> tuple:
         limit = self.unit_limit(networks)
         tpl = self.section("pod_template")
         units_raw = self.r.sequence(tpl.get("units"), tpl.line_of("units"), "pod_template.units")
@@ -598,7 +664,7 @@ class _Builder:
         for i, spec in enumerate(pods_raw):
             what = f"pods[{i}]"
             spec = self.r.mapping(spec, pods_raw.line_of(i), what)
-            self.r.keys(spec, what, ("overrides",), ("name", "index"))
+            self.r.keys(spec, what, ("overrides", "macs"), ("name", "index"))
             name = self.r.text(spec, "name", what, "") or ""
             index = self.r.integer(spec, "index", what, 0, low=1)
             if name and not _NAME.match(name):
@@ -616,7 +682,8 @@ class _Builder:
                 self.r.error(pods_raw.line_of(i), f"{what}: more than {MAX_SERVERS} servers in "
                              "the zone")
                 break
-            out.append(Pod(name, index or 0, dict(sorted(units.items()))))
+            out.append(Pod(name, index or 0, dict(sorted(units.items())),
+                           self.pod_macs(spec, what, switches)))
         return tuple(out)
 
     def _unique(self, seen: dict, value, line: int, what: str) -> None:
