@@ -19,6 +19,7 @@ the follower also rewrites any file that no longer matches what the app would an
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import signal
@@ -233,12 +234,21 @@ class Recorder:
             time.sleep(0.01)
 
 
-def _die_with_parent() -> None:
+def _libc_prctl():
     try:
-        import ctypes
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGTERM))  # PDEATHSIG
+        return ctypes.CDLL("libc.so.6", use_errno=True).prctl
     except (OSError, AttributeError):
-        pass
+        return None
+
+
+# Looked up here, not in the forked child: an import there waits for ever on an import
+# lock that another thread of zone serve held at the fork (seen: zone serve hung at start).
+_PRCTL = _libc_prctl()
+
+
+def _die_with_parent() -> None:
+    if _PRCTL is not None:
+        _PRCTL(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
 
 
 class NginxFront:
