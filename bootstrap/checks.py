@@ -6,11 +6,15 @@ import ipaddress
 import os
 import re
 
-from .schema import Reader, template_fields
+from .schema import Reader, circuit_text, field_names, template_fields
 from .yamlsrc import SrcDict
-from .zone import _NAME, _URL, Zone
+from .zone import _NAME, _URL, LEARNED, Zone
 
 POD_FIELDS = {"pod", "pod_index"}
+REMOTE_FIELDS = POD_FIELDS | {"switch"}
+MAX_PORT = 256       # the ports a circuit-id template is read for (locator.MAX_PORT)
+MAX_SUBOPTION = 255  # an Option 82 sub-option's length is one byte
+NAMES_SWITCH = {"switch", "pod", "pod_index"}
 REDFISH_FIELDS = {"name", "lom_address", "pod", "pod_index", "unit", "bmc"}
 FQDN_MAX = 253       # a name's text form, so that its wire form fits 255 bytes
 BMC_SUFFIX = "-bmc"  # a server's BMC is named after it
@@ -26,7 +30,7 @@ def check_zone(r: Reader, zone: Zone, top: SrcDict) -> None:
     may meet half-built parts, and then it stays silent: the earlier problem
     already names the cause."""
     for check in (_check_overlaps, _check_fit, _check_switch_refs, _check_ports,
-                  _check_names, _check_redfish, _check_addresses):
+                  _check_names, _check_circuits, _check_macs, _check_redfish, _check_addresses):
         try:
             check(r, zone, top)
         except (KeyError, TypeError, AttributeError, ValueError, IndexError):
@@ -103,9 +107,10 @@ def _check_switch_refs(r: Reader, zone: Zone, top: SrcDict) -> None:
         _check_template(r, spec.uplink_port, POD_FIELDS,
                         _line(top, "pod_template", "switches", key, "uplink", "port"),
                         f"pod_template.switches.{key}.uplink.port")
-        _check_template(r, spec.remote_id, POD_FIELDS,
-                        _line(top, "pod_template", "switches", key, "remote_id"),
-                        f"pod_template.switches.{key}.remote_id")
+    for what, spec, core in _switch_specs(zone):
+        if spec.remote_id != LEARNED:
+            _check_template(r, spec.remote_id, {"switch"} if core else REMOTE_FIELDS,
+                            spec.remote_line, f"{what}.remote_id")
 
 
 def _check_template(r: Reader, template, fields, line, what) -> bool:
@@ -130,7 +135,8 @@ def _check_ports(r: Reader, zone: Zone, top: SrcDict) -> None:
     used: dict[tuple, str] = {}
     for key, spec in zone.switches.items():
         for unit in sorted(units):
-            used[(key, spec.circuit_id.format(port=unit))] = f"unit {unit}"
+            text = circuit_text(spec.circuit_id, unit, f"{pod.name}-{key}", pod.name, pod.index)
+            used[(key, text)] = f"unit {unit}"
     for key, spec in zone.switches.items():
         if spec.uplink_switch is None or spec.uplink_port is None:
             continue
@@ -191,18 +197,110 @@ def _check_names(r: Reader, zone: Zone, top: SrcDict) -> None:
                 return
             names[name] = f"{pod.name} unit {unit}"
         for key, spec in zone.switches.items():
-            if spec.remote_id is None:
+            if spec.remote_id in (None, LEARNED):
                 continue
-            rid = spec.remote_id.format(pod=pod.name, pod_index=pod.index)
+            rid = spec.remote_id.format(pod=pod.name, pod_index=pod.index, switch=f"{pod.name}-{key}")
             if rid in remote_ids:
                 r.error(_line(top, "pod_template", "switches", key, "remote_id"),
                         f"remote_id '{rid}' names both {remote_ids[rid]} and {pod.name} {key}")
                 return
             remote_ids[rid] = f"{pod.name} {key}"
     for key, spec in zone.core.items():
-        if spec.remote_id in remote_ids:
-            r.error(_line(top, "core", key, "remote_id"),
-                    f"core.{key}.remote_id '{spec.remote_id}' is used by {remote_ids[spec.remote_id]}")
+        rid = None if spec.remote_id in (None, LEARNED) else spec.remote_id.format(switch=key)
+        if rid in remote_ids:
+            r.error(spec.remote_line, f"core.{key}.remote_id '{rid}' is used by {remote_ids[rid]}")
+
+
+def _switch_specs(zone: Zone):
+    """(what, spec, is core) of every switch of the pod template and of the core."""
+    for key, spec in zone.switches.items():
+        yield f"pod_template.switches.{key}", spec, False
+    for key, spec in zone.core.items():
+        yield f"core.{key}", spec, True
+
+
+def _relayed_networks(zone: Zone, key: str, spec, core: bool) -> list:
+    """The networks whose clients a switch relays: what its ports lead to."""
+    kinds = set() if core else {attaches(spec)}
+    if core or any(s.uplink_switch == key for s in zone.switches.values()):
+        kinds.add("switch")
+    return [n for n in zone.networks.values() if n.serves in kinds]
+
+
+def _port_span(zone: Zone, key: str, core: bool) -> int:
+    """The highest port of a switch that leads somewhere: units, uplinks aimed at it."""
+    span = 0 if core else max((u for p in zone.pods for u in p.units), default=0)
+    for spec in zone.switches.values():
+        if spec.uplink_switch != key or spec.uplink_port is None:
+            continue
+        for pod in zone.pods:
+            digits = re.search(r"(\d+)$", spec.uplink_port.format(pod=pod.name,
+                                                                  pod_index=pod.index))
+            if digits:  # a port0 or lane form's number is at least the port less one
+                span = max(span, int(digits.group(1)) + 1)
+    return min(span, MAX_PORT)
+
+
+def _check_circuits(r: Reader, zone: Zone, top: SrcDict) -> None:
+    """Every circuit-id text names one port of one switch: {vlan} only where the networks
+    have one, no two ports (of one or two switches) with the same text, none over 255 bytes."""
+    texts: dict = {}
+    for what, spec, core in _switch_specs(zone):
+        key = spec.key
+        if core and field_names(spec.circuit_id) & POD_FIELDS:
+            continue  # reported where the core switch is built
+        vlans = {None}
+        if "vlan" in field_names(spec.circuit_id):
+            nets = _relayed_networks(zone, key, spec, core)
+            bare = [n.name for n in nets if n.vlan is None]
+            if bare:
+                r.error(spec.circuit_line, f"{what}: circuit_id '{spec.circuit_id}' uses {{vlan}}, "
+                        f"but networks.{bare[0]} (whose clients it relays) has no vlan")
+                continue
+            vlans = {n.vlan for n in nets} or {None}
+        if field_names(spec.circuit_id) & NAMES_SWITCH:
+            pods = [(None, key)] if core else [(p, f"{p.name}-{key}") for p in zone.pods]
+            last = _port_span(zone, key, core)
+        else:
+            pods, last = [(None, None)], MAX_PORT
+        _check_texts(r, texts, spec, what, pods, vlans, last)
+
+
+def _check_texts(r: Reader, texts: dict, spec, what: str, pods, vlans, last: int) -> None:
+    """Add a template's texts to ``texts`` (text → (switch or template, port)); the first
+    clash or over-long text is reported and ends the template's check."""
+    for pod, name in pods:
+        where = {"switch": name or "", "pod": pod.name if pod else "",
+                 "pod_index": pod.index if pod else 0}
+        owner = name or f"'{spec.circuit_id}'"
+        for vlan in vlans:
+            for port in range(1, last + 1):
+                text = circuit_text(spec.circuit_id, port, vlan=vlan, **where)
+                had = texts.setdefault(text, (owner, port))
+                if len(text.encode()) > MAX_SUBOPTION:
+                    r.error(spec.circuit_line, f"{what}: circuit_id gives '{text[:40]}...', "
+                            f"longer than the {MAX_SUBOPTION} bytes Option 82 carries")
+                    return
+                if had != (owner, port):
+                    r.error(spec.circuit_line, f"{what}: circuit_id '{spec.circuit_id}' gives "
+                            f"'{text}' to {owner} port {port}, but it already names {had[0]} "
+                            f"port {had[1]}: the location would be ambiguous")
+                    return
+
+
+def _check_macs(r: Reader, zone: Zone, top: SrcDict) -> None:
+    """A MAC set in the zone names one switch."""
+    seen: dict[str, str] = {}
+    owners = [(f"core.{k}", s.mac, _line(top, "core", k, "mac")) for k, s in zone.core.items()]
+    for i, pod in enumerate(zone.pods):
+        for key, mac in pod.macs.items():
+            owners.append((f"{pod.name}-{key}", mac, _line(top["pods"][i], "macs", key)))
+    for owner, mac, line in owners:
+        if mac is None:
+            continue
+        if mac in seen:
+            r.error(line, f"MAC {mac} of {owner} is already the MAC of {seen[mac]}")
+        seen.setdefault(mac, owner)
 
 
 def _check_redfish(r: Reader, zone: Zone, top: SrcDict) -> None:

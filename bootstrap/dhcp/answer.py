@@ -16,7 +16,9 @@ source address.
 
 Nothing here touches a socket, a clock or the state store, so two appliances
 holding the same zone file answer a request identically (both ToRs of a pair),
-and every decision is testable without a network.
+and every decision is testable without a network. The one thing it remembers:
+a switch's MAC from its own ACKed lease (``Locator.learn``), so that a relay
+writing that MAC as remote-id names the switch; until then giaddr does.
 """
 
 from __future__ import annotations
@@ -171,12 +173,14 @@ class Answerer:
         if circuit is None:
             return Drop("no-circuit-id", f"relay {giaddr} sent Option 82 without a circuit-id")
         relay = self._link_selection(giaddr, info.get(codec.LINK_SELECTION))
-        found = self.locator.locate(relay, circuit, info.get(codec.REMOTE_ID))
+        remote = info.get(codec.REMOTE_ID)
+        found = self.locator.locate(relay, circuit, remote)
         if isinstance(found, Miss):
             detail = {"switch": found.switch, "port": found.port, "mac": mac, "giaddr": giaddr,
                       "circuit_id": circuit.decode("latin-1"), "reason": found.reason}
-            return Drop("unknown-location", found.reason,
-                        Event("unknown-location", None, detail))
+            if remote:
+                detail["remote_id"] = _printable(remote)
+            return Drop(found.code, found.reason, Event(found.code, None, detail))
         return found
 
     def _link_selection(self, giaddr: str, selected: bytes | None) -> str:
@@ -226,7 +230,16 @@ class Answerer:
         wanted = codec.address_of(request, codec.REQUESTED_IP) or request.ciaddr
         if wanted != ZERO and wanted != where.address:
             return self.nak(request, where, f"asked for {wanted}, its location has {where.address}")
+        if where.switch != "renewal":  # located by its relay, not by what it claims
+            self.locator.learn(where.node, request.mac)
         return self.reply(request, where, ACK, _lease_event(request, where))
+
+    def learn_macs(self, macs: dict) -> None:
+        """Switch MACs known from earlier leases (node name → MAC), e.g. the state store's."""
+        for name, mac in macs.items():
+            node = self.plan.nodes.get(name)
+            if node is not None and mac:
+                self.locator.learn(node, str(mac))
 
     def inform(self, request: Packet, where: Location):
         """RFC 2131 4.3.5: the ACK goes straight to ``ciaddr``, even for a relayed copy
@@ -420,6 +433,12 @@ def _reply_packet(request: Packet, options: dict, yiaddr: str) -> Packet:
     return Packet(op=BOOTREPLY, xid=request.xid, htype=request.htype, hlen=request.hlen,
                   flags=request.flags, ciaddr=request.ciaddr, yiaddr=yiaddr,
                   giaddr=request.giaddr, chaddr=request.chaddr, options=options)
+
+
+def _printable(raw: bytes) -> str:
+    """A remote-id for an event: its text, or hex when it is binary (a raw MAC)."""
+    text = raw.decode("latin-1")
+    return text if text.isprintable() else raw.hex(":")
 
 
 def _lease_event(request: Packet, where: Location) -> Event:

@@ -61,6 +61,9 @@ class DhcpServer:
         self.answerer = Answerer(plan, Settings(server_id, tftp_server, http_base_url or "",
                                                 tuple(dns_servers)))
         self.recorder = Recorder(events)
+        # Switch MACs from the store; afterwards each process (workers too) learns from
+        # the switch leases it answers itself (see docs/zone-file.md for the limits).
+        self.answerer.learn_macs(self.recorder.macs)
         self.workers = max(1, int(workers))
         self._stop = threading.Event()
         self._children: list = []
