@@ -213,8 +213,7 @@ class HttpServer:
     def _start_front(self) -> None:
         """nginx on the public port; gunicorn trusts the X-Forwarded-For nginx sets."""
         from .front import NginxFront
-        folder = tempfile.mkdtemp(prefix="zone-front-", dir=os.path.dirname(
-            os.path.abspath(self.store.path)))
+        folder = front_folder(self.store.path)
         svc = create_app(self.plan, Store(self.store.path),
                          dict(self.config, EVENT_BATCH=True)).extensions["zone"]
         self.nginx = NginxFront(svc, folder, self.bind, self.port, self.app_port, self.workers,
@@ -261,6 +260,17 @@ class HttpServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout)
+
+
+def front_folder(state_path: str) -> str:
+    """A fresh folder for the front, beside the state database; in the temp dir when that
+    folder cannot take it (a full or read-only state disk must not stop HTTP)."""
+    try:
+        return tempfile.mkdtemp(prefix="zone-front-",
+                                dir=os.path.dirname(os.path.abspath(state_path)))
+    except OSError as exc:
+        log.warning("nginx front: not beside the state (%s): in %s", exc, tempfile.gettempdir())
+        return tempfile.mkdtemp(prefix="zone-front-")
 
 
 def _free_port() -> int:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
+import tempfile
 
 import pytest
 
 from bootstrap.cli import build_parser
 from bootstrap.http.front import resolve_front
 from bootstrap.http.heads import request_end
+from bootstrap.http.wsgi import front_folder
 from bootstrap.serve import ServeOptions
 from http_helpers import API_TOKEN, from_address, make_app, token_for
 
@@ -153,3 +156,14 @@ def test_the_gunicorn_worker_hands_over_only_whole_requests():
     assert request_end(b"G" * (64 * 1024 + 1)) == 64 * 1024 + 1  # gunicorn refuses it
     huge = b"POST / HTTP/1.1\r\ncontent-length: 99999999\r\n\r\nab"
     assert request_end(huge) == len(huge)  # too big to hold: the thread streams it
+
+
+def test_the_front_folder_falls_back_to_the_temp_dir_when_the_state_disk_refuses(tmp_path):
+    beside = front_folder(str(tmp_path / "zone.db"))
+    assert os.path.dirname(beside) == str(tmp_path)
+    elsewhere = front_folder(str(tmp_path / "missing" / "zone.db"))  # mkdtemp there fails
+    try:
+        assert os.path.dirname(elsewhere) == tempfile.gettempdir()
+    finally:
+        os.rmdir(elsewhere)
+    os.rmdir(beside)
