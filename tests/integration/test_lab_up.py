@@ -101,8 +101,14 @@ def _wait_for(store, check, since: int, proc, seconds=240):
     return check(store, since)
 
 
-def _in_state(state):
-    return lambda s, since: any(n["state"] == state for n in s.nodes(kind="server"))
+def _moved(state):
+    """A server moved to ``state`` in this run: an event, so a state that lasts only
+    a moment (booting, on the lab) is never missed between two looks."""
+    def check(s, since):
+        servers = {n["name"] for n in s.nodes(kind="server")}
+        return any(e["node"] in servers and e["detail"]["to"] == state
+                   for e in s.events(since=since, kind="state", limit=100000))
+    return check
 
 
 def _task_completed(s, since):
@@ -112,10 +118,10 @@ def _task_completed(s, since):
 
 
 KILL_POINTS = {
-    "firmware": _in_state("firmware"),
+    "firmware": _moved("firmware"),
     "firmware reset": _task_completed,
-    "booting": _in_state("booting"),
-    "installed": _in_state("installed"),
+    "booting": _moved("booting"),
+    "installed": _moved("installed"),
 }
 
 
