@@ -258,6 +258,7 @@ class Responder:
         self.authority = Authority(plan)
         self.forward = forward
         self.upstreams = [parse_upstream(u) for u in (upstreams or plan.zone.dns_upstreams)]
+        self.failures = 0          # queries that parsed but broke our answering: bugs (SERVFAIL)
 
     def answer(self, data: bytes, udp: bool = True) -> tuple:
         """(reply bytes, None to drop, or "forward"; rcode name) for one query."""
@@ -265,17 +266,25 @@ class Responder:
             return None, "DROPPED"
         try:
             request = DNSRecord.parse(data)
-            if len(request.questions) != 1 or _wire_length(request.q.qname) > NAME_MAX:
-                return header_error(data, RCODE.FORMERR), "FORMERR"
-            reply = respond(self.authority, request, recursion=self.forward)
-            if reply is None:
-                if self.forward and self.upstreams:
-                    return "forward", None
-                reply = refusal(request, RCODE.REFUSED)
-            packed = reply.pack()
         except Exception as exc:  # dnslib raises many kinds on garbage  # noqa: BLE001
             _log("dns-malformed", "", "dns: malformed query (%s: %s)", type(exc).__name__, exc)
             return header_error(data, RCODE.FORMERR), "FORMERR"
+        if len(request.questions) != 1 or _wire_length(request.q.qname) > NAME_MAX:
+            return header_error(data, RCODE.FORMERR), "FORMERR"
+        try:
+            return self._reply(request, udp)
+        except Exception as exc:  # a query we parsed but cannot answer: our bug  # noqa: BLE001
+            self.failures += 1
+            _log("dns-failed", "", "dns: failed to answer %r: %r", bytes(data[:64]), exc)
+            return header_error(data, RCODE.SERVFAIL), "SERVFAIL"
+
+    def _reply(self, request: DNSRecord, udp: bool) -> tuple:
+        reply = respond(self.authority, request, recursion=self.forward)
+        if reply is None:
+            if self.forward and self.upstreams:
+                return "forward", None
+            reply = refusal(request, RCODE.REFUSED)
+        packed = reply.pack()
         return (fit_udp(packed, request) if udp else packed), RCODE[reply.header.rcode]
 
 
@@ -658,41 +667,49 @@ class DnsService:
     # -- UDP ---------------------------------------------------------------
 
     def _serve_udp(self) -> None:
-        sock, cache = self.udp, self._cache
+        sock, reply_to, stopping = self.udp, self.reply_to, self._stopping
         client = ("", 0)
         while True:
             try:
                 data, client = sock.recvfrom(QUERY_MAX)
-                question = cache_key(data)
-                hit = question and cache.get(question[0])     # the hot path: a packed reply
-                if not hit:
-                    if self._stopping.is_set():           # stop() wakes us with a datagram
-                        break
-                    self._udp_slow(data, client, question)
-                    continue
-                hit[2][0] += 1                            # counted first: no flush can miss it
-                sock.sendto(data[:2] + hit[0] + data[12:question[1]] + hit[1], client)
+                if stopping.is_set():                     # stop() wakes us with a datagram
+                    break
+                reply = reply_to(data, client)
+                if reply:
+                    sock.sendto(reply, client)
             except OSError as exc:
-                if self._stopping.is_set():
+                if stopping.is_set():
                     break
                 _log("dns-udp", client[0], "dns: udp: %s", exc)   # e.g. a client we cannot send to
 
-    def _udp_slow(self, data: bytes, client, question) -> None:
+    def reply_to(self, data: bytes, client) -> bytes | None:
+        """The UDP reply to one datagram from ``client``; None when there is none now (a
+        drop, or a forwarded question: its reply is sent when the upstream's comes)."""
+        question = cache_key(data)
+        hit = question and self._cache.get(question[0])
+        if hit:                                           # the hot path: a packed reply
+            hit[2][0] += 1                                # counted first: no flush can miss it
+            return data[:2] + hit[0] + data[12:question[1]] + hit[1]
         try:
-            reply, rcode = self.responder.answer(data)
-            if reply == "forward":
-                self._forward_udp(data, client)
-                return
-            if reply is None:
-                return
-            slot = self._tally.slot(rcode)
-            if question and rcode not in ("FORMERR", "SERVFAIL"):
-                self._cache.put(question[0], (reply[2:12], reply[question[1]:], slot))
-            slot[0] += 1
-            self.udp.sendto(reply, client)
+            return self._udp_slow(data, client, question)
         except Exception as exc:  # a bad query never stops the server  # noqa: BLE001
+            self.responder.failures += 1
             _log("dns-failed", client[0], "dns: failed to answer %r from %s:%d: %r",
-                 data[:64], *client, exc)
+                 bytes(data[:64]), *client, exc)
+            return None
+
+    def _udp_slow(self, data: bytes, client, question) -> bytes | None:
+        reply, rcode = self.responder.answer(data)
+        if reply == "forward":
+            self._forward_udp(data, client)
+            return None
+        if reply is None:
+            return None
+        slot = self._tally.slot(rcode)
+        if question and rcode not in ("FORMERR", "SERVFAIL"):
+            self._cache.put(question[0], (reply[2:12], reply[question[1]:], slot))
+        slot[0] += 1
+        return reply
 
     def _forward_udp(self, data: bytes, client) -> None:
         def deliver(reply: bytes, rcode: str) -> None:
