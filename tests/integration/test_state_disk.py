@@ -66,7 +66,6 @@ class Served:
              "--bind", "127.0.0.1", "--http-port", str(self.port), "--dns-port", str(self.dns),
              "--tftp-port", str(self.tftp), "--dhcp-port", str(self.dhcp)],
             stdout=self.log, stderr=subprocess.STDOUT)
-        wait_until_up(self.base + "/healthz", timeout=60)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -120,7 +119,8 @@ def serve_on(tmp_path):
     started = []
 
     def start(state: str) -> Served:
-        started.append(Served(tmp_path, state))
+        started.append(Served(tmp_path, state))  # stopped below even if it never came up
+        wait_until_up(started[-1].base + "/healthz", timeout=60)
         return started[-1]
     yield start
     for served in started:
