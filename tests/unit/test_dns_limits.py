@@ -146,3 +146,13 @@ def test_malformed_queries_log_a_few_lines_not_one_each(responder, caplog, monke
             assert responder.answer(header(ident=i) + b"\x3f" + b"x" * (i % 40))[1] == "FORMERR"
     assert len(caplog.records) == 3 and not [r for r in caplog.records if r.exc_info]
     assert dns.LOG_LIMIT.suppressed == {"dns-malformed": 497}
+
+
+def test_a_query_our_answering_breaks_on_is_servfail_and_counted(lab_plan, monkeypatch):
+    responder = Responder(lab_plan)
+
+    def broken(*args, **kwargs):
+        raise KeyError("a bug")
+    monkeypatch.setattr(dns, "respond", broken)
+    reply, rcode = responder.answer(packed(ident=5))
+    assert rcode == "SERVFAIL" and reply[:2] == b"\x00\x05" and responder.failures == 1
