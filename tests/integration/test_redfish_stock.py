@@ -28,6 +28,13 @@ def emulator(tmp_path):
         yield emu
 
 
+def answered(requests) -> int:
+    """How many succeeded (204); the rest may only be 5xx a busy emulator answered,
+    which the client repeated after checking it was safe to."""
+    assert all(r[2] == 204 or r[2] >= 500 for r in requests), requests
+    return sum(r[2] == 204 for r in requests)
+
+
 def stub_zone(emu, tmp_path, **kw):
     """The stock stub bumps BIOS 1.0.0 to 1.1.0 without fetching anything: baseline 1.1.0."""
     path, sha = rf.write_image(str(tmp_path / "bios-1.1.0.bin"), "BIOS", "1.1.0")
@@ -63,7 +70,7 @@ def test_stub_update_verifies_and_rerun_sends_nothing(emulator, tmp_path, capsys
     assert code == 0, out + err
     assert "2 updated" in out and "p01-u03-bmc: updated BIOS 1.0.0 -> 1.1.0" in err
     posts = [r for r in emulator.requests() if r[:2] == ("POST", SIMPLE_UPDATE)]
-    assert [r[2] for r in posts] == [204, 204]
+    assert answered(posts) == 2, posts
     assert emulator.system("p01-u04")["BiosVersion"] == "1.1.0"
     store = Store(state)
     assert store.node("p01-u03-bmc")["state"] == "ready"
@@ -71,7 +78,7 @@ def test_stub_update_verifies_and_rerun_sends_nothing(emulator, tmp_path, capsys
     store.close()
     code, out, _ = run(capsys, zone, "apply", "--state", state)
     assert code == 0 and "2 already compliant" in out
-    assert len([r for r in emulator.requests() if r[:2] == ("POST", SIMPLE_UPDATE)]) == 2
+    assert [r for r in emulator.requests() if r[:2] == ("POST", SIMPLE_UPDATE)] == posts
     assert run(capsys, zone, "plan", "--state", state)[0] == 0
 
 
@@ -84,7 +91,7 @@ def test_one_time_pxe_and_reset(emulator, tmp_path, capsys):
         system = emulator.system(name)
         assert system["Boot"]["BootSourceOverrideTarget"] == "Pxe" and system["PowerState"] == "On"
     patches = [r for r in emulator.requests() if r[0] == "PATCH"]
-    assert len(patches) == 4 and all(r[2] == 204 for r in patches)
+    assert answered(patches) == 4 and len({r[1] for r in patches}) == 4, patches
     store = Store(state)
     assert {e["node"] for e in store.events(kind="pxe-boot")} == {f"{s}-bmc" for s in LAB_SYSTEMS}
     assert store.events(kind="pxe-boot")[0]["detail"]["reset"] == "On"
