@@ -7,7 +7,7 @@ over every name, then timed runs alternate between them (the machine is shared, 
 alternating spreads its noise over both); prints the median queries/s of both and the
 ratio (goal ≥ 0.5× nsd). Bench only: not a test.
 
-Ours caches each packed reply by the query's bytes after the ID, so the first pass over
+Ours caches each packed reply (see ``bootstrap.dns.cache_key``), so the first pass over
 the names (cold: every query parsed and encoded by dnslib) is reported apart from the
 timed run after it (warm: the steady state of a server whose clients ask again).
 
