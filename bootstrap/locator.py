@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass
 
 from .plan import Node, Plan
-from .schema import circuit_text, field_names, mac_bytes, mac_text
+from .schema import LANES_PER_PORT, circuit_text, field_names, mac_bytes, mac_text
 
 MAX_PORT = 256
 NAMES_SWITCH = frozenset(("switch", "pod", "pod_index"))
@@ -172,16 +172,24 @@ class Locator:
                 self._add_pod_port((node.pod_index, net, port), node)
 
     def _uplink_port(self, sw: Node, text: str, node: Node) -> int | None:
-        """The port number of an uplink: the number itself, the upstream's circuit-id
-        text for it, or the text's trailing number (``swp7``)."""
+        """The port number of an uplink: the number itself, the port whose circuit-id text
+        the upstream writes is (or ends with) this interface name, or its trailing number."""
         if text.isdigit():
             return int(text)
         vlan = self._vlans.get(node.network) if "vlan" in field_names(sw.circuit_id) else None
-        forms = self._shared.get((sw.circuit_id, vlan))
-        if forms is None:
-            forms = template_ports(sw.circuit_id, MAX_PORT, vlan, **self._where(sw))
-        port = forms.get(text.encode())
-        return port if port is not None else _trailing_number(text)
+        port = self._shared.get((sw.circuit_id, vlan), {}).get(text.encode())
+        if port is not None:
+            return port
+        number = _trailing_number(text)
+        if number is None:
+            return None
+        fields = field_names(sw.circuit_id)
+        guess = number // LANES_PER_PORT + 1 if "lane" in fields else \
+            number + 1 if "port0" in fields else number
+        if 0 < guess <= MAX_PORT and circuit_text(sw.circuit_id, guess, vlan=vlan,
+                                                  **self._where(sw)).endswith(text):
+            return guess
+        return number
 
     def _forms_on(self, network: str) -> tuple:
         vlan = self._vlans.get(network)
