@@ -128,7 +128,7 @@ def update_node(settings: Settings, bmc, image_urls: dict, recorder) -> NodeResu
         todo = catalog.drift(steps)
         # The first update starts before the NICs are read: the BMC is busy for
         # minutes anyway, and every request saved here shortens the whole rollout.
-        ref = _submit(settings, client, found, todo[0], image_urls[todo[0].firmware]) if todo else None
+        ref = _submit(settings, client, found, todo[0], image_urls) if todo else None
         found.macs = mac_addresses(client, found.system)
         recorder.discovered(bmc, found)
         if not todo:
@@ -136,7 +136,7 @@ def update_node(settings: Settings, bmc, image_urls: dict, recorder) -> NodeResu
             return result
         recorder.updating(bmc, todo)
         for i, step in enumerate(todo):
-            ref = ref if i == 0 else _submit(settings, client, found, step, image_urls[step.firmware])
+            ref = ref if i == 0 else _submit(settings, client, found, step, image_urls)
             _finish(settings, client, found, step, ref, recorder)
         result.discovery = _verify(settings, client, bmc, found, entries)
         result.updated = [s.component for s in todo]
@@ -145,7 +145,7 @@ def update_node(settings: Settings, bmc, image_urls: dict, recorder) -> NodeResu
         return result
 
 
-def _submit(settings, client, found: Discovery, step, url: str):
+def _submit(settings, client, found: Discovery, step, image_urls: dict):
     """POST SimpleUpdate for one component, targeting its inventory item where known.
 
     A POST whose answer was lost is repeated only after a look at the component:
@@ -157,7 +157,7 @@ def _submit(settings, client, found: Discovery, step, url: str):
         now = _reread(settings, client, found).fw.lookup.get(step.component.lower())
         return Answer(204, {}, {}) if now == step.target else None
 
-    return simple_update(client, url, [target], settled)
+    return simple_update(client, image_urls[step.firmware], [target], settled)
 
 
 def _finish(settings, client, found: Discovery, step, ref, recorder) -> None:
@@ -174,7 +174,9 @@ def _finish(settings, client, found: Discovery, step, ref, recorder) -> None:
 def _reread(settings, client, found: Discovery) -> Discovery:
     """The firmware read again (FirmwareInventory items carry the versions; only
     the fallback needs the system again)."""
-    system = found.system if found.fw.source == INVENTORY else read_system(client, found.system.path)
+    system = found.system
+    if found.fw.source != INVENTORY:
+        system = read_system(client, system.path)
     return replace(found, system=system, fw=read_firmware(client, system, settings.index))
 
 
