@@ -313,3 +313,51 @@ def test_zone_validate_command_checks_files_and_digests(lab_text, tmp_path):
     result = validate(path, "--no-hash")
     assert result.returncode == 0, result.stderr
     assert "warning:" in result.stderr and "images.debian-12.kernel" in result.stderr
+
+
+CIRCUIT = 'circuit_id: "swp{port}"'
+LOM = '    lom:   {role: lom-switch, remote_id: "{pod}-lom",'
+POD = "  - {name: p01, index: 1}"
+OPTION_82 = {
+    # issue 19: circuit-id templates, relay presets, MAC remote-ids
+    "no port field": (CIRCUIT, 'circuit_id: "{switch}:x"', "circuit_id:",
+                      "must contain {port}, {port0} or {lane}"),
+    "unknown field": (CIRCUIT, 'circuit_id: "{slot}/{port}"', "circuit_id:", "unknown field {slot}"),
+    "huge lane width": (CIRCUIT, 'circuit_id: "Ethernet{lane:>999}"', "circuit_id:",
+                        "only a width up to 99"),
+    "unknown relay": (CIRCUIT, "relay: sonix", "relay:", "unknown relay 'sonix' (one of sonic"),
+    "vlan without vlan": (CIRCUIT, "relay: junos", "relay:", "has no vlan"),
+    "pod names no switch": (CIRCUIT, 'circuit_id: "{pod}:swp{port}"', "circuit_id:",
+                            "but it already names p01-tor-a port 1: the location would be ambiguous"),
+    "core inherits a pod": (CIRCUIT, 'circuit_id: "{pod}:swp{port}"', "core-1: {",
+                            "names a pod; give it its own circuit_id or relay"),
+    "port and port0 clash": (LOM, LOM + ' circuit_id: "swp{port0}",', "lom:   {",
+                             "gives 'swp1' to 'swp{port0}' port 2, but it already names "
+                             "'swp{port}' port 1"),
+    "over 255 bytes": (CIRCUIT, 'circuit_id: "{switch}' + "x" * 250 + '{port}"', "circuit_id:",
+                       "longer than the 255 bytes Option 82 carries"),
+    "remote_id field": ('remote_id: "{pod}-lom"', 'remote_id: "{pod}-{vlan}"', "{pod}-{vlan}",
+                        "may use only {pod}, {pod_index}, {switch}"),
+    "bad mac": (POD, POD[:-1] + ', macs: {tor-a: "0c:29:ef:01:02"}}', "macs:",
+                "'0c:29:ef:01:02' is not a MAC address"),
+    "mac of no switch": (POD, POD[:-1] + ', macs: {tor-c: "0c:29:ef:01:02:03"}}', "macs:",
+                         "no switch 'tor-c' in pod_template.switches"),
+    "mac twice": ("  core-2: {remote_id: core-2}",
+                  '  core-2: {remote_id: mac, mac: "0c29.ef01.0203"}', "macs:",
+                  "MAC 0c:29:ef:01:02:03 of p01-tor-a is already the MAC of core.core-2"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(OPTION_82))
+def test_option_82_ambiguity_is_refused_with_its_line(case, lab_text):
+    old, new, needle, fragment = OPTION_82[case]
+    text = broken(lab_text, old, new)
+    if case == "mac twice":
+        text = broken(text, POD, POD[:-1] + ', macs: {tor-a: "0C-29-EF-01-02-03"}}')
+    assert_reports(text, needle, fragment)
+
+
+@pytest.mark.parametrize("nos", ["sonic", "cumulus", "eos", "nxos"])
+def test_each_relay_preset_validates_on_the_lab(nos, lab_text):
+    zone = parse_zone_text(broken(lab_text, CIRCUIT, f"relay: {nos}"), "z.yml")
+    assert zone.switches["tor-a"].circuit_id and zone.switches["tor-a"].remote_id == "{pod}-tor-a"
