@@ -46,8 +46,8 @@ log = logging.getLogger(__name__)
 
 UDP_PAYLOAD = 1232             # what we advertise with EDNS (the DNS flag day 2020 value)
 PLAIN_UDP_LIMIT = 512          # a query without EDNS gets at most this many bytes over UDP
-CACHE_ENTRIES = 200_000        # packed replies kept at most (two generations of half each)
-CACHE_BYTES = 64 << 20         # and their estimated memory at most
+CACHE_ENTRIES = 250_000        # packed replies kept at most (two generations of half each)
+CACHE_BYTES = 128 << 20        # and their estimated memory at most (the 10k zone: 44 MB)
 QUERY_MAX = 4096               # bytes read per UDP datagram; a query is far smaller
 NAME_MAX = 255                 # RFC 1035 2.3.4: a name on the wire, length octets included
 FLUSH_SECONDS = 0.5            # how stale the UDP loop's query counts may be in /metrics
