@@ -71,6 +71,22 @@ def test_bad_api_input_is_a_4xx_never_a_500(client, http_store):
     assert http_store.node("p01-u03")["data"] == {} and http_store.events(kind="x") == []
 
 
+JUNK = ("%00", "%ff", "%2e%2e", "a" * 5000, "\u2603", "-1", "9" * 50, "1e999", "NaN", "[]", "'")
+URLS = ("/boot/ipxe?mac={}", "/boot/ipxe?uuid={}", "/boot/ipxe?serial={}", "/files/{}",
+        "/cloud-init/{}/meta-data", "/onie/{}", "/ztp/sonic/{}.json", "/api/v1/nodes/{}",
+        "/api/v1/nodes?limit={}", "/api/v1/nodes?offset={}", "/api/v1/events?since={}",
+        "/api/v1/events?limit={}", "/api/v1/nodes/p01-u01?events={}", "/phone-home/{}")
+
+
+def test_junk_in_any_url_or_body_is_never_a_500(client):
+    for url in URLS:
+        for junk in JUNK:
+            for method in ("GET", "POST", "PATCH"):
+                r = client.open(url.format(junk), method=method, headers=AUTH,
+                                data=junk.encode(), content_type="application/json")
+                assert r.status_code < 500, (method, url.format(junk)[:60], r.status_code)
+
+
 def test_a_stored_infinity_does_not_break_later_lookups(client, http_store):
     """A database written before the API refused 1e999 may hold Infinity (not JSON)."""
     http_store.update("p01-u02", serial=float("inf"))
