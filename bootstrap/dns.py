@@ -596,13 +596,13 @@ class DnsService:
         self._cache = ReplyCache(CACHE_ENTRIES, CACHE_BYTES)
         self._tally = _Tally()
         self._threads: list[threading.Thread] = []
-        self.forwarder = Forwarder(self.responder.upstreams)
         self._stopping = threading.Event()
         self._done = threading.Event()
         self._lock = threading.Lock()      # serving starts, or stop wins: never half of both
         self._serving = False
         self.udp, self.tcp = _bind_pair(bind, port, self)
         self.port = self.udp.getsockname()[1]
+        self.forwarder = Forwarder(self.responder.upstreams)     # after a bind that may fail
 
     @staticmethod
     def _count(rcode: str) -> None:
