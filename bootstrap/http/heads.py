@@ -32,10 +32,11 @@ _LENGTH = re.compile(rb"\ncontent-length:[ \t]*(\d{1,12})[ \t]*\r?\n", re.I)
 def request_end(data: bytes) -> int | None:
     """Length of the first whole request in ``data`` (head plus a Content-Length body),
     ``len(data)`` when the rest is for gunicorn to judge, None while still incomplete."""
-    end = data.find(b"\r\n\r\n")
-    if end < 0:
+    # a bare-LF head is gunicorn's to refuse (400), not ours to wait on
+    ends = [at + len(blank) for blank in (b"\r\n\r\n", b"\n\n") if (at := data.find(blank)) >= 0]
+    if not ends:
         return len(data) if len(data) > MAX_HEAD else None
-    end += 4
+    end = min(ends)
     length = _LENGTH.search(data, 0, end)
     if length is None:
         return end

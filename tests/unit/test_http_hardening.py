@@ -170,6 +170,7 @@ def test_the_gunicorn_worker_hands_over_only_whole_requests():
     assert request_end(post + b"abc") is None and request_end(post + b"abcde") == len(post) + 5
     assert request_end(post + b"abcde" + head) == len(post) + 5  # pipelined: one at a time
     assert request_end(b"G" * (64 * 1024 + 1)) == 64 * 1024 + 1  # gunicorn refuses it
+    assert request_end(b"GET / HTTP/1.0\n\nrest") == 16  # bare LF: gunicorn answers 400
     huge = b"POST / HTTP/1.1\r\ncontent-length: 99999999\r\n\r\nab"
     assert request_end(huge) == len(huge)  # too big to hold: the thread streams it
 
