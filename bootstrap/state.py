@@ -113,9 +113,9 @@ class Store:
             db.executescript(SCHEMA)
             return db
         except sqlite3.OperationalError as exc:
-            if self.path == ":memory:" or failure_reason(exc) == "error" \
-                    or not os.path.exists(self.path):
-                raise
+            if self.path == ":memory:" or not os.path.exists(self.path) \
+                    or failure_reason(exc) not in ("read-only", "io-error", "disk-full"):
+                raise  # busy, or not a database: no reason to think reading alone works
             return self._open_readonly(exc)
 
     def _open_readonly(self, why: Exception):
