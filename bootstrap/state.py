@@ -521,6 +521,9 @@ class EventWriter:
                 self.store.add_events(items)
             except sqlite3.Error as exc:  # full or read-only disk: drop, count, go on
                 self._drop(len(items), failure_reason(exc))
+            except Exception:  # noqa: BLE001 - the writer thread must outlive any batch
+                log.exception("events not recorded")
+                self._drop(len(items), "error")
 
     def close(self) -> None:
         """Flush what is queued and stop the thread."""
