@@ -17,7 +17,7 @@ from bootstrap.dhcp.answer import Answerer, Drop, Reply, Settings
 from bootstrap.locator import Location, Locator, Miss
 from bootstrap.plan import compile_plan
 from bootstrap.schema import mac_bytes
-from bootstrap.zone import parse_zone_text
+from bootstrap.zone import load_zone, parse_zone_text
 
 TEMPLATE_LINE = '  circuit_id: "swp{port}"'
 VLANS = {15: 10, 16: 11, 17: 43, 18: 44, 19: 45}   # supernet 10.N.0.0/16 → VLAN id
@@ -192,3 +192,14 @@ def test_known_macs_from_the_store_seed_the_answerer():
     answerer = Answerer(plan, Settings("10.17.0.2"))
     answerer.learn_macs({"p137-tor-a": MAC_A, "p137-u01": "52:54:00:00:00:09", "gone": MAC_A})
     assert answerer.locator.learned() == {"p137-tor-a": MAC_A}
+
+
+def test_sonic_example_validates_and_locates():
+    """examples/sonic-pod.yml: SONiC ToRs and cores, a Cumulus LoM switch."""
+    loc = Locator(compile_plan(load_zone(ZONE_10K.replace("zone-10k.yml", "sonic-pod.yml"))))
+    assert found(loc, "10.17.2.1", b"p02-tor-b:Ethernet8", bytes.fromhex("0c29ef020b01")) == \
+        "p02-u03"
+    assert found(loc, "10.15.1.1", b"p01-tor-a:Ethernet188") == "p01-lom"
+    assert found(loc, "10.16.1.1", b"swp4", b"0c:29:ef:01:0c:01") == "p01-u04-bmc"
+    assert found(loc, "10.15.2.1", b"core-1:Ethernet4", b"0c:29:ef:00:00:01") == "p02-tor-a"
+    assert found(loc, "10.17.1.1", b"p01-tor-a:Ethernet0", b"0c29.ef01.0a01") == "p01-u01"
