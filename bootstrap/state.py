@@ -522,7 +522,8 @@ class EventWriter:
             except sqlite3.Error as exc:  # full or read-only disk: drop, count, go on
                 self._drop(len(items), failure_reason(exc))
             except Exception:  # noqa: BLE001 - the writer thread must outlive any batch
-                log.exception("events not recorded")
+                if WRITE_LOG.allow("events-not-recorded"):
+                    log.exception("events not recorded")
                 self._drop(len(items), "error")
 
     def close(self) -> None:
