@@ -762,6 +762,11 @@ class _TcpServer(socketserver.ThreadingTCPServer):
         finally:
             self._slots.release()
 
+    def handle_error(self, request, client_address):
+        """A handler that raised (our bug): one throttled line, not a traceback per client."""
+        _log("dns-failed", client_address[0], "dns: tcp client %s:%d: %r",
+             *client_address, sys.exc_info()[1])
+
 
 class _TcpHandler(socketserver.BaseRequestHandler):
     """RFC 7766: two-byte length, then the message; several queries per connection.

@@ -441,3 +441,17 @@ def _tcp_answers(port: int, question: bytes) -> bool:
             return bool(DNSRecord.parse(tcp_exchange(conn, question)).rr)
     except (OSError, AssertionError):
         return False
+
+
+def test_a_failing_tcp_handler_logs_one_throttled_line_not_tracebacks(fresh, monkeypatch,
+                                                                      capfd, caplog):
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+    monkeypatch.setattr(fresh.responder, "answer", broken)
+    with caplog.at_level("INFO", logger="bootstrap.dns"):
+        for _ in range(20):
+            with socket.create_connection(("127.0.0.1", fresh.port), timeout=10) as conn:
+                conn.sendall(struct.pack("!H", len(OVERSIZE)) + OVERSIZE)
+                assert _closed(conn)
+    assert "Traceback" not in capfd.readouterr().err
+    assert 1 <= len([r for r in caplog.records if "a bug" in r.getMessage()]) <= 10
