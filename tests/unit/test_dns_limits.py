@@ -37,7 +37,8 @@ OVERSIZE_NAME = b"".join(b"\x3f" + b"a" * 63 for _ in range(5)) + b"\x00"   # 32
 
 def test_the_id_letter_case_and_edns_cookies_make_no_new_key():
     cookie = [EDNSOption(10, bytes(range(8)))]
-    same = {cache_key(packed(ident=1))[0], cache_key(packed("P01-u01.LAB1.example.NET", ident=2))[0]}
+    same = {cache_key(packed(ident=1))[0],
+            cache_key(packed("P01-u01.LAB1.example.NET", ident=2))[0]}
     assert len(same) == 1
     with_edns = {cache_key(packed(edns=EDNS0(udp_len=1232, opts=opts)))[0]
                  for opts in ([], cookie, [EDNSOption(10, b"\xff" * 8)])}
@@ -74,7 +75,8 @@ def test_the_question_end_is_returned_for_the_reply_splice():
     header() + OVERSIZE_NAME + b"\x00\x01\x00\x01",                    # over 255 bytes
     header(qd=2) + b"\x01a\x00\x00\x01\x00\x01" * 2,                   # two questions
     header(an=1) + b"\x01a\x00\x00\x01\x00\x01",                       # an answer in a query
-    header(ar=1) + b"\x01a\x00\x00\x01\x00\x01" + b"\x01b\x00\x00\x01\x00\x01\x00\x00\x00\x00\x00\x00",
+    header(ar=1) + b"\x01a\x00\x00\x01\x00\x01"                       # an A record, not OPT
+    + b"\x01b\x00\x00\x01\x00\x01\x00\x00\x00\x00\x00\x00",
     packed(edns=EDNS0())[:-1],                                          # OPT cut short
     header(qd=0),
     b"\x00" * 11,
