@@ -10,8 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bootstrap import tftp
-from bootstrap.tftp import Fetcher, FileSource, clean_name
+from bootstrap.tftp import CacheDir, Fetcher, FileSource, Misses, clean_name
 
 
 @pytest.mark.parametrize("raw, expected", [
@@ -90,10 +89,9 @@ def test_a_name_the_controller_lacks_is_not_asked_again_at_once(tmp_path):
     assert len(get.urls) == 1
 
 
-def test_a_miss_is_asked_again_after_its_time(tmp_path, monkeypatch):
-    monkeypatch.setattr(tftp, "MISS_TTL", 0.0)
+def test_a_miss_is_asked_again_after_its_time(tmp_path):
     get = CountingGet({})
-    fetcher = Fetcher("http://controller", str(tmp_path), get=get)
+    fetcher = Fetcher("http://controller", str(tmp_path), get=get, misses=Misses(ttl=0.0))
     fetcher.fetch("nope.bin")
     fetcher.fetch("nope.bin")
     assert len(get.urls) == 2
@@ -132,12 +130,62 @@ def test_a_directory_is_not_a_file(tmp_path):
     assert source.open("sub") is None
 
 
-def test_remembered_misses_are_bounded(tmp_path, monkeypatch):
-    monkeypatch.setattr(tftp, "MISS_LIMIT", 3)
-    fetcher = Fetcher("http://controller", str(tmp_path), get=CountingGet({}))
+def test_remembered_misses_are_bounded_and_the_newest_kept(tmp_path):
+    fetcher = Fetcher("http://controller", str(tmp_path), get=CountingGet({}),
+                      misses=Misses(limit=3))
     for i in range(7):
         fetcher.fetch(f"random-{i}")
-    assert len(fetcher._misses) <= 3
+    assert len(fetcher.misses) == 3 and "random-6" in fetcher.misses
+
+
+def test_a_missing_nested_name_leaves_no_directory(tmp_path):
+    fetcher = Fetcher("http://controller", str(tmp_path), get=CountingGet({}))
+    assert fetcher.fetch("a/b/c/d.bin") is None
+    assert os.listdir(tmp_path) == []
+
+
+def test_the_cache_evicts_least_recently_used_files_and_their_empty_directories(tmp_path):
+    files = {f"d{i}/f.bin": bytes([i]) * 100 for i in range(5)}
+    fetcher = Fetcher("http://c", str(tmp_path), get=CountingGet(files),
+                      cache=CacheDir(str(tmp_path), max_bytes=300, max_files=10))
+    for name in ("d0/f.bin", "d1/f.bin", "d2/f.bin"):
+        assert fetcher.fetch(name)
+    assert fetcher.cached("d0/f.bin")            # used again: d1 is now the oldest
+    assert fetcher.fetch("d3/f.bin")
+    assert sorted(os.listdir(tmp_path)) == ["d0", "d2", "d3"]
+    assert fetcher.cache.bytes == 300
+
+
+def test_the_cache_bounds_its_file_count(tmp_path):
+    files = {f"f{i}": b"x" for i in range(10)}
+    fetcher = Fetcher("http://c", str(tmp_path), get=CountingGet(files),
+                      cache=CacheDir(str(tmp_path), max_files=4))
+    for name in files:
+        assert fetcher.fetch(name)
+    assert sorted(os.listdir(tmp_path)) == ["f6", "f7", "f8", "f9"]
+
+
+def test_a_restart_counts_what_the_cache_holds_and_drops_unfinished_downloads(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "old.bin").write_bytes(b"o" * 50)
+    (tmp_path / ".fetch-abc").write_bytes(b"half")
+    cache = CacheDir(str(tmp_path), max_bytes=1000)
+    assert cache.bytes == 50
+    assert not (tmp_path / ".fetch-abc").exists()
+    assert CacheDir(str(tmp_path), max_bytes=10).bytes == 0      # shrunk: evicted at start
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_download_larger_than_the_cache_is_dropped(tmp_path):
+    fetcher = Fetcher("http://c", str(tmp_path), get=CountingGet({"big": b"b" * 500}),
+                      cache=CacheDir(str(tmp_path), max_bytes=100))
+    assert fetcher.fetch("big") is None
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("raw", ["/".join("d" * 9), "x" * 256])
+def test_clean_name_bounds_depth_and_length(raw):
+    assert clean_name(raw) is None
 
 
 @given(st.text(max_size=60))

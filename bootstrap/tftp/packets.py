@@ -1,0 +1,83 @@
+"""Reading a request off the wire and the ERROR answers to it.
+
+The request loop sees every datagram anyone sends to port 69, so this is where a
+request is judged before it costs a socket, a file or a fetch: tftpy's decoder on
+untrusted bytes, then the checks tftpy leaves out (write requests, the mode, option
+values). A refusal is answered with an ERROR that is never larger than the request
+it answers, so refusals reflect nothing toward a spoofed source.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import NamedTuple
+
+from tftpy.TftpPacketFactory import TftpPacketFactory
+from tftpy.TftpPacketTypes import TftpPacketRRQ, TftpPacketWRQ
+from tftpy.TftpShared import TftpErrors
+
+from .names import clean_name
+
+ERROR = 5
+BLKSIZE_MIN, BLKSIZE_MAX = 8, 65464     # RFC 2348; 65464 + headers fit one IPv4 datagram
+_ERROR_HEAD = struct.Struct("!HH")
+_FACTORY = TftpPacketFactory()
+
+
+class Refusal(NamedTuple):
+    code: int           # TFTP error code
+    message: str        # said to the client (and cut to fit)
+    why: str            # for the log
+    name: str | None = None
+
+
+def error_packet(code: int, message: str, request_len: int) -> bytes | None:
+    """An ERROR no longer than ``request_len`` (its message cut to fit), or None if none fits."""
+    room = request_len - _ERROR_HEAD.size - 1
+    if room < 0:
+        return None
+    return _ERROR_HEAD.pack(ERROR, code) + message.encode("ascii")[:room] + b"\0"
+
+
+def read_request(buffer: bytes) -> tuple:
+    """(packet, name) for a read request we may serve, else (None, :class:`Refusal`).
+
+    The packet's options are replaced by the ones we honour, with sane values
+    (tftpy would take any ``blksize`` up to 65536, which no datagram can carry).
+    """
+    try:
+        pkt = _FACTORY.parse(buffer)
+    except Exception as exc:  # noqa: BLE001 - tftpy's decoder on untrusted bytes
+        return None, Refusal(TftpErrors.IllegalTftpOp, "malformed", f"malformed ({exc!r})")
+    if isinstance(pkt, TftpPacketWRQ):
+        return None, Refusal(TftpErrors.AccessViolation, "read only", "a write request",
+                             pkt.filename)
+    if not isinstance(pkt, TftpPacketRRQ):
+        return None, Refusal(TftpErrors.IllegalTftpOp, "not a request", "not a read request")
+    if pkt.mode != "octet":
+        return None, Refusal(TftpErrors.IllegalTftpOp, "octet mode only",
+                             f"mode {pkt.mode!r}", pkt.filename)
+    name = clean_name(pkt.filename)
+    if name is None:
+        return None, Refusal(TftpErrors.AccessViolation, "access violation",
+                             "name outside the served tree", pkt.filename)
+    pkt.options = honoured_options(pkt.options)
+    return pkt, name
+
+
+def honoured_options(options: dict) -> dict:
+    """``blksize`` (clamped to what a datagram holds) and ``tsize``; anything else dropped.
+
+    Option names are case-insensitive (RFC 2347); a value that is not a plain number
+    drops its option rather than the request, as a server may ignore any option.
+    """
+    honoured = {}
+    for key, value in options.items():
+        key = key.lower()
+        if not (value.isascii() and value.isdigit() and len(value) <= 12):
+            continue
+        if key == "blksize":
+            honoured[key] = min(max(int(value), BLKSIZE_MIN), BLKSIZE_MAX)
+        elif key == "tsize":
+            honoured[key] = 0       # tftpy fills in the size of what it serves
+    return honoured
