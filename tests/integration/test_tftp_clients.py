@@ -270,3 +270,52 @@ def test_a_tsize_probe_aborted_by_the_client_then_the_real_fetch(service, tmp_pa
     out = tmp_path / "ipxe.efi"
     assert curl(service, "ipxe.efi", out, "--tftp-blksize", "1468").returncode == 0
     assert read(out) == read(os.path.join(IPXE, "ipxe.efi"))
+
+
+class Flooder(threading.Thread):
+    """Another host (127.0.0.2) sending read requests from fresh ports and never ACKing,
+    about 2,500 a second (the rate of the report; faster only overflows the socket's
+    queue in the kernel, which no server can help)."""
+
+    def __init__(self, port: int):
+        super().__init__(daemon=True)
+        self.port, self.sent, self.stopping = port, 0, threading.Event()
+
+    def run(self):
+        while not self.stopping.wait(0.01):
+            for _ in range(25):
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                    sock.bind(("127.0.0.2", 0))
+                    sock.sendto(rrq(b"undionly.kpxe"), ("127.0.0.1", self.port))
+                self.sent += 1
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stopping.set()
+        self.join(timeout=10)
+
+
+def test_curl_and_tftp_hpa_still_fetch_during_a_flood_of_unacked_requests(service, tmp_path):
+    with Flooder(service.port) as flood:
+        assert wait_until(lambda: flood.sent > 2000)
+        for i in range(3):
+            out = tmp_path / f"during-{i}"
+            assert curl(service, "undionly.kpxe", out).returncode == 0
+            assert read(out) == read(UNDIONLY)
+        result = tftp_hpa(service, ["get", "ipxe.efi", "hpa.efi"], tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert read(tmp_path / "hpa.efi") == read(os.path.join(IPXE, "ipxe.efi"))
+        assert service.open_transfers <= service.admission.per_source + 2
+    assert flood.sent > 2000
+
+
+def wait_until(condition, deadline: float = 60.0) -> bool:
+    end = time.monotonic() + deadline
+    while not condition():
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.05)
+    return True
