@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
+import shutil
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -215,11 +217,25 @@ def prepare(plan: Plan, state_dir: str, inventories: Iterable[str] = (), **setti
                    inventories=(rendered, *map(os.path.abspath, inventories)), **settings)
 
 
+def tied_command(playbook: str) -> dict:
+    """ansible-runner arguments that start ansible-playbook with a parent-death signal.
+
+    ansible-runner starts ansible-playbook ignoring SIGHUP, so a ``zone up`` killed with
+    SIGKILL would leave it configuring the pod beside the resumed run's own playbooks.
+    With ``setpriv --pdeathsig TERM`` it gets SIGTERM when our thread that started it
+    dies, and ansible passes SIGTERM on to its workers and their ssh. Without setpriv,
+    plain ansible-playbook (and that risk)."""
+    if shutil.which("setpriv") is None:
+        return {"playbook": playbook}
+    return {"binary": "setpriv", "cmdline": shlex.join(
+        ["--pdeathsig", "TERM", "--", "ansible-playbook", playbook])}
+
+
 def _run_pod(pod: str, hosts: list, limit: str, opts: Options, handler) -> object:
     private = os.path.join(opts.work_dir, pod)
     os.makedirs(private, exist_ok=True)
     return ansible_runner.run(
-        private_data_dir=private, project_dir=opts.playbooks, playbook=opts.playbook,
+        private_data_dir=private, project_dir=opts.playbooks, **tied_command(opts.playbook),
         inventory=list(opts.inventories), limit=limit,
         extravars=dict(opts.extravars), envvars=dict(RUNNER_ENV),
         forks=max(1, min(MAX_FORKS, len(hosts))), event_handler=handler,
