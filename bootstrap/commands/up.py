@@ -14,6 +14,8 @@ from ..up import Steps, run_up
 from ..up_steps import bmc_step, configure_step
 from ._args import json_arg, load_plan, open_store, pod_arg, state_arg, zone_arg
 
+INSTALLED = ("installed", "configured", "ready")   # a lab server whose OS runs
+
 
 def register(sub) -> None:
     p = sub.add_parser("up", help="the whole flow, metal to ready, with live progress")
@@ -107,6 +109,8 @@ def _up_lab(args, plan, store, pods, stop) -> int:
         for node in store.nodes(pod=pods[0], kind="server"):
             if node["state"] == "booting":  # resumed: it was booting when we stopped
                 lab.boot(node["name"])
+            elif node["state"] in INSTALLED:  # resumed: its OS is back, for Ansible
+                lab.resume_installed(node["name"])
         print(f"lab {lab.prefix}: status page: sudo ip netns exec {lab.ctl} "
               f"curl {plan.zone.controller_url}/ ; logs in {workdir}", flush=True)
         args.switch_wait = args.switch_wait or 60.0  # the lab's switches do ZTP for real

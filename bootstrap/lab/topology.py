@@ -320,6 +320,17 @@ class Lab:
         self.agents[name] = self.spawn(f"{self.prefix}-u{node.unit:02d}", "sh", AGENT, state,
                                        log_name=f"agent-{name}")
 
+    def resume_installed(self, name: str) -> None:
+        """A server a killed run left installed (or beyond): its OS is up again with the
+        address and route its lease gave it, as a rebooted installed server has. Its agent
+        is not run again: that would install it a second time."""
+        node = self.plan.nodes[name]
+        if name in self.vms:  # a QEMU unit's target has a namespace of its own
+            return
+        ns, subnet = f"{self.prefix}-u{node.unit:02d}", self.plan.subnet(node)
+        ip("addr", "replace", f"{node.address}/{subnet.prefix}", "dev", "eth0", ns=ns)
+        ip("route", "replace", "default", "via", subnet.gateway, "dev", "eth0", ns=ns)
+
     def agent_failed(self, name: str) -> bool:
         proc = self.agents.get(name)
         return proc is not None and proc.poll() not in (None, 0)
