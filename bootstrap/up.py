@@ -134,7 +134,7 @@ class PodFlow:
         # Enough are up; stragglers still booting get a bounded grace to join this round.
         self.wait(lambda: self.settled("installed", pod_ready=False), self.steps.straggler_wait)
         self.phase("configuring")
-        if self.steps.configure and len(self.at_least("server", "configured")) < len(self.servers):
+        if self.steps.configure and len(self.at_least("server", "ready")) < len(self.servers):
             self.steps.configure(self.pod)
         return self.finish()
 

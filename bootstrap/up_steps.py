@@ -88,9 +88,11 @@ def configure_step(plan: Plan, store: Store, args, extra_inventories=()):
     opts = prepare(plan, os.path.dirname(os.path.abspath(store.path)), extra_inventories)
 
     def run(pod: str) -> None:
-        installed = [n["name"] for n in store.nodes(pod=pod, kind="server")
-                     if n["state"] == "installed"]
-        if installed:
-            configure_pod(plan, pod, store, opts, only=installed)
+        # configured but not ready: a run was killed before its pod was; the playbooks
+        # (idempotent) run again rather than trusting a configure that never finished
+        pending = [n["name"] for n in store.nodes(pod=pod, kind="server")
+                   if n["state"] in ("installed", "configured")]
+        if pending:
+            configure_pod(plan, pod, store, opts, only=pending)
 
     return run
