@@ -11,9 +11,9 @@ import socket
 import struct
 from dataclasses import dataclass, field
 
-from .checks import attaches
 from .schema import circuit_text
-from .zone import LEARNED, Zone
+from .zone.checks import attaches
+from .zone.model import LEARNED, Zone
 
 
 @dataclass(frozen=True, slots=True)

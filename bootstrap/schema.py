@@ -49,6 +49,13 @@ def template_fields(template: str, allowed) -> set[str]:
     return used
 
 
+# A name that becomes a DNS label (a host, a pod, the zone).
+NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+# Names of roles, images, firmware, networks and groups: they reach inventories and scripts.
+IDENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+# controller.url and a rendered redfish.url: scheme, host[:port], a plain path.
+URL = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~%/+=,:@-]*)?$")
+
 # Circuit-id templates: the port in one of three numberings, and what else relays write.
 PORT_FIELDS = ("port", "port0", "lane")
 CIRCUIT_FIELDS = PORT_FIELDS + ("switch", "pod", "pod_index", "vlan")

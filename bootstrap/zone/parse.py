@@ -1,45 +1,32 @@
-"""The zone model: parse → normalise → validate, every problem with its line.
-
-:func:`load_zone` is the only entry point; it returns a frozen :class:`Zone`
-or raises :class:`~bootstrap.errors.ZoneInvalid` listing every problem found.
-"""
+"""Zone file source → :class:`~.model.Zone`: each section normalised, every problem
+recorded with its line by a :class:`~bootstrap.schema.Reader` (rules that need the whole
+model are in :mod:`.checks`)."""
 
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 import ipaddress
-import os
 import re
-from dataclasses import dataclass, field
 
-from .errors import Problem, ZoneInvalid
-from .schema import CIRCUIT_FIELDS, PORT_FIELDS, Reader, field_names, mac_bytes, mac_text, \
-    parse_units, template_fields
-from .yamlsrc import MAX_BYTES, SrcDict, load_text
-
-ZTP_KINDS = ("sonic", "onie", "cumulus", "arista")
-KINDS = ("switch", "server")
-# Which kind of node owns its identity on a network when the zone does not say.
-DEFAULT_SERVES = {"mgmt": "switch", "lom": "bmc"}
-SERVES = ("switch", "bmc", "server")
+from ..errors import Problem, ZoneInvalid
+from ..schema import CIRCUIT_FIELDS, IDENT, NAME, PORT_FIELDS, URL, Reader, field_names, \
+    mac_bytes, mac_text, parse_units, template_fields
+from ..yamlsrc import SrcDict
+from .model import DEFAULT_SERVES, KINDS, LEARNED, SERVES, ZTP_KINDS, Addressing, \
+    BmcCredentials, DhcpSettings, Firmware, Image, Network, Pod, Redfish, Role, SwitchSpec, \
+    UpSettings, Zone
 
 TOP_KEYS = ("zone", "domain", "networks", "addressing", "controller", "dns", "ntp", "naming",
             "images", "firmware", "credentials", "redfish", "roles", "pod_template", "core",
             "pods", "dhcp", "up")
 TOP_REQUIRED = ("zone", "domain", "networks", "roles", "pod_template", "pods")
 _SECRET_KEY = re.compile(r"(^|_)(password|passwd|secret|token)$", re.IGNORECASE)
-_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-# Names of roles, images, firmware, networks and groups: they reach inventories and scripts.
-_IDENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-# controller.url and a rendered redfish.url: scheme, host[:port], a plain path.
-_URL = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~%/+=,:@-]*)?$")
 NAMING_FIELDS = ("pod", "pod_index", "unit")
 MAX_DOMAIN = 200          # leaves room for host names under it within 253
 U32 = 0xFFFFFFFF          # DHCP times are 32-bit seconds on the wire
 MAX_SERVERS = 200_000     # every pod's units together (the 10k zone: 10,000)
 MAX_UNITS = 4094          # one pod's units, whatever its subnets could hold
 DEFAULT_CIRCUIT = "swp{port}"
-LEARNED = "mac"           # remote_id: the switch's MAC, learned from its own lease or set
 # relay: NOS → (circuit-id template, remote-id) its relay writes; docs/zone-file.md says
 # how to configure each NOS so that it writes exactly these.
 RELAY_PRESETS = {
@@ -52,182 +39,9 @@ RELAY_PRESETS = {
 CORE_CIRCUIT_FIELDS = tuple(f for f in CIRCUIT_FIELDS if f not in ("pod", "pod_index"))
 
 
-@dataclass(frozen=True)
-class Network:
-    name: str
-    supernet: ipaddress.IPv4Network
-    prefix: int
-    serves: str  # switch | bmc | server: whose identity lives on this network
-    vlan: int | None = None
-    core_from: int | None = None  # the core switches' first host in subnet 0 (default:
-    #                               addressing.switches_from), to keep e.g. the controller's free
-
-    def core_host(self, addressing: "Addressing", k: int) -> int:
-        """The host number of core switch ``k`` (0-based) in subnet 0."""
-        return (self.core_from or addressing.switches_from) + k
-
-    @property
-    def subnet_count(self) -> int:
-        return 1 << (self.prefix - self.supernet.prefixlen)
-
-    @property
-    def subnet_size(self) -> int:
-        return 1 << (32 - self.prefix)
-
-    def subnet(self, index: int) -> ipaddress.IPv4Network:
-        base = int(self.supernet.network_address) + index * self.subnet_size
-        return ipaddress.IPv4Network((base, self.prefix))
-
-
-@dataclass(frozen=True)
-class Addressing:
-    gateway: int = 1
-    switches_from: int = 2
-    units_from: int = 10
-
-
-@dataclass(frozen=True)
-class Image:
-    name: str
-    kernel: str
-    initrd: str
-    cmdline: str = ""
-
-
-@dataclass(frozen=True)
-class Firmware:
-    name: str
-    component: str
-    version: str
-    image: str
-    sha256: str
-
-
-@dataclass(frozen=True)
-class Role:
-    name: str
-    kind: str
-    ztp: str | None = None
-    image: str | None = None
-    firmware: tuple[str, ...] = ()
-    groups: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class SwitchSpec:
-    """A switch of the pod template or of the core."""
-
-    key: str
-    role: str | None
-    remote_id: str | None     # a template, LEARNED ("mac") or None
-    circuit_id: str
-    uplink_switch: str | None = None
-    uplink_port: str | None = None
-    mac: str | None = None    # a core switch's MAC set in the zone (normalised)
-    circuit_line: int = 0     # where circuit_id / remote_id come from (a key or a relay:)
-    remote_line: int = 0
-
-
-@dataclass(frozen=True)
-class Pod:
-    name: str
-    index: int
-    units: dict  # unit number → role name, after overrides
-    macs: dict = field(default_factory=dict)  # switch key → MAC set in the zone (normalised)
-
-
-@dataclass(frozen=True)
-class BmcCredentials:
-    username: str = "admin"
-    password_file: str | None = None
-    password_env: str | None = None
-
-
-@dataclass(frozen=True)
-class Redfish:
-    url: str = "https://{lom_address}"
-    system: str = "auto"
-    verify_tls: bool = True
-    ca_file: str | None = None
-
-
-@dataclass(frozen=True)
-class DhcpSettings:
-    lease_time: int = 3600
-    renew_time: int = 1800
-    rebind_time: int = 3150
-    trusted_relays: tuple[str, ...] = ()
-    # Where relayed packets may come from (CIDRs); empty: subnet 0 of every network,
-    # the core/transit range, besides giaddr itself and the zone's switch addresses.
-    relay_sources: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class UpSettings:
-    min_ready: float = 0.75      # share of a pod's servers installed before Ansible runs
-    max_failed: float = 0.25     # share of a pod's hosts that may fail before the pod fails
-    power_on_per_second: float = 4.0
-
-
-@dataclass(frozen=True)
-class Zone:
-    name: str
-    domain: str
-    source: str
-    digest: str
-    networks: dict  # name → Network, file order
-    addressing: Addressing
-    controller_url: str
-    dns_upstreams: tuple[str, ...]
-    ntp: tuple[str, ...]
-    naming: str
-    images: dict
-    firmware: dict
-    roles: dict
-    switches: dict  # key → SwitchSpec, template order
-    core: dict      # key → SwitchSpec
-    pods: tuple[Pod, ...]
-    credentials: BmcCredentials = field(default_factory=BmcCredentials)
-    redfish: Redfish = field(default_factory=Redfish)
-    dhcp: DhcpSettings = field(default_factory=DhcpSettings)
-    up: UpSettings = field(default_factory=UpSettings)
-    warnings: tuple = ()  # Problems that do not make the zone invalid (files not there yet)
-
-    @property
-    def base_dir(self) -> str:
-        return os.path.dirname(os.path.abspath(self.source))
-
-    def path(self, relative: str) -> str:
-        """A path named in the zone file, relative to the zone file's folder."""
-        return relative if os.path.isabs(relative) else os.path.join(self.base_dir, relative)
-
-
-def load_zone(path: str, files: bool = False, hashes: bool = True) -> Zone:
-    """Load, normalise and validate the zone file at ``path``; with ``files``, also the
-    files it names (and, with ``hashes``, the firmware images' sha256)."""
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read(MAX_BYTES + 1)  # bounded: a device or a pipe never ends
-    except OSError as exc:
-        raise ZoneInvalid([Problem(str(path), 0, f"cannot read: {exc.strerror}")]) from None
-    if len(data) > MAX_BYTES:
-        raise ZoneInvalid([Problem(str(path), 1, f"larger than {MAX_BYTES >> 20} MB")])
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ZoneInvalid([Problem(str(path), 0, "not UTF-8 text")]) from None
-    return build_zone(load_text(text, str(path)), str(path), hashlib.sha256(data).hexdigest(),
-                      files=files, hashes=hashes)
-
-
-def parse_zone_text(text: str, filename: str = "<zone>") -> Zone:
-    return build_zone(load_text(text, filename), filename,
-                      hashlib.sha256(text.encode()).hexdigest())
-
-
-def build_zone(raw, filename: str, digest: str = "", files: bool = False,
-               hashes: bool = True) -> Zone:
-    r = Reader(filename)
+def parse(r: Reader, raw, filename: str, digest: str = "") -> tuple[Zone, SrcDict]:
+    """The zone ``raw`` (a :mod:`bootstrap.yamlsrc` tree) describes, and its top mapping;
+    problems go to ``r``. Not a mapping at all: ZoneInvalid at once."""
     if not isinstance(raw, SrcDict):
         raise ZoneInvalid([Problem(filename, getattr(raw, "line", 1), "zone file must be a mapping")])
     top = raw
@@ -244,21 +58,8 @@ def build_zone(raw, filename: str, digest: str = "", files: bool = False,
     switches, forms = b.pod_switches(roles)
     core = b.core(forms, switches)
     pods = b.pods(roles, zone.networks, switches)
-    zone = _replace(zone, roles=roles, switches=switches, core=core, pods=pods)
-    from .checks import check_files, check_zone  # cross-object rules need the whole model
-
-    check_zone(r, zone, top)
-    if files:
-        check_files(r, zone, top, hashes)
-    if r.problems:
-        raise ZoneInvalid(r.problems)
-    return _replace(zone, warnings=tuple(sorted(set(r.warnings))))
-
-
-def _replace(zone: Zone, **changes) -> Zone:
-    import dataclasses
-
-    return dataclasses.replace(zone, **changes)
+    zone = dataclasses.replace(zone, roles=roles, switches=switches, core=core, pods=pods)
+    return zone, top
 
 
 def _check_no_secrets(r: Reader, node, where: str = "") -> None:
@@ -286,14 +87,14 @@ class _Builder:
 
     def name(self, key: str) -> str:
         value = self.r.text(self.top, key, "zone file", "") or ""
-        if key in self.top and not _NAME.match(value):
+        if key in self.top and not NAME.match(value):
             self.r.error(self.top.line_of(key), f"{key}: '{value}' is not a valid DNS label")
         return value
 
     def domain(self) -> str:
         value = (self.r.text(self.top, "domain", "zone file", "") or "").rstrip(".")
         labels = value.split(".")
-        if "domain" in self.top and not (all(_NAME.match(label) for label in labels)
+        if "domain" in self.top and not (all(NAME.match(label) for label in labels)
                                          and len(value) <= MAX_DOMAIN):
             self.r.error(self.top.line_of("domain"), f"domain: '{value}' is not a valid domain "
                          f"(DNS labels, at most {MAX_DOMAIN} characters)")
@@ -334,13 +135,13 @@ class _Builder:
 
     def ident(self, section: SrcDict, key, what: str) -> None:
         """A name the zone defines (a role, an image...): plain letters, digits, ``_.-``."""
-        if not _IDENT.match(str(key)):
+        if not IDENT.match(str(key)):
             self.r.error(section.line_of(key), f"{what}: '{key}' is not a valid name (letters, "
                          "digits, '_', '.', '-'; at most 63)")
 
     def label(self, section: SrcDict, key, what: str) -> None:
         """A name that becomes a host name: a DNS label."""
-        if not _NAME.match(str(key)):
+        if not NAME.match(str(key)):
             self.r.error(section.line_of(key), f"{what}: '{key}' is not a valid DNS label "
                          "(a-z, 0-9, '-'; at most 63)")
 
@@ -356,7 +157,7 @@ class _Builder:
         d = self.section("controller")
         self.r.keys(d, "controller", ("url",))
         url = self.r.text(d, "url", "controller", "http://127.0.0.1:8080") or ""
-        if not _URL.match(url):
+        if not URL.match(url):
             self.r.error(d.line_of("url"), f"controller.url: '{url}' is not a plain http(s) URL")
         return url.rstrip("/")
 
@@ -509,7 +310,7 @@ class _Builder:
                                  f"{what}.firmware: no firmware '{fw}' in firmware")
             groups = self.r.text_list(spec, "groups", what)
             for i, group in enumerate(groups):
-                if not _IDENT.match(group):
+                if not IDENT.match(group):
                     self.r.error(spec["groups"].line_of(i), f"{what}.groups: '{group}' is not a "
                                  "valid group name")
             return Role(name, kind, ztp, image, firmware, groups)
@@ -667,7 +468,7 @@ class _Builder:
             self.r.keys(spec, what, ("overrides", "macs"), ("name", "index"))
             name = self.r.text(spec, "name", what, "") or ""
             index = self.r.integer(spec, "index", what, 0, low=1)
-            if name and not _NAME.match(name):
+            if name and not NAME.match(name):
                 self.r.error(spec.line_of("name"), f"{what}.name: '{name}' is not a valid DNS label")
             self._unique(names, name, spec.line_of("name"), f"{what}: pod name '{name}'")
             self._unique(indexes, index, spec.line_of("index"), f"{what}: pod index {index}")

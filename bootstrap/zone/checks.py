@@ -6,9 +6,9 @@ import ipaddress
 import os
 import re
 
-from .schema import Reader, circuit_text, field_names, template_fields
-from .yamlsrc import SrcDict
-from .zone import _NAME, _URL, LEARNED, Zone
+from ..schema import NAME, URL, Reader, circuit_text, field_names, template_fields
+from ..yamlsrc import SrcDict
+from .model import LEARNED, Zone
 
 POD_FIELDS = {"pod", "pod_index"}
 REMOTE_FIELDS = POD_FIELDS | {"switch"}
@@ -154,7 +154,7 @@ def _check_ports(r: Reader, zone: Zone, top: SrcDict) -> None:
 
 def _bad_host_name(name: str, domain: str) -> str | None:
     """Why ``name`` (and its BMC's name) cannot be a host of ``domain``, or None."""
-    if not _NAME.match(name) or len(name) + len(BMC_SUFFIX) > 63:
+    if not NAME.match(name) or len(name) + len(BMC_SUFFIX) > 63:
         return f"'{name}' is not a valid DNS label of at most {63 - len(BMC_SUFFIX)} " \
             "characters (a-z, 0-9, '-'; its BMC adds '-bmc')"
     if len(name) + len(BMC_SUFFIX) + 1 + len(domain) > FQDN_MAX:
@@ -308,7 +308,7 @@ def _check_redfish(r: Reader, zone: Zone, top: SrcDict) -> None:
     if _check_template(r, zone.redfish.url, REDFISH_FIELDS, line, "redfish.url"):
         sample = zone.redfish.url.format(name="p01-u01", lom_address="10.0.0.1", pod="p01",
                                          pod_index=1, unit=1, bmc="p01-u01-bmc")
-        if not _URL.match(sample):
+        if not URL.match(sample):
             r.error(line, f"redfish.url: '{zone.redfish.url}' does not give a plain http(s) URL")
     if zone.redfish.system != "auto":
         _check_template(r, zone.redfish.system, REDFISH_FIELDS, _line(top, "redfish", "system"),
@@ -375,7 +375,7 @@ def _check_addresses(r: Reader, zone: Zone, top: SrcDict) -> None:
 def check_files(r: Reader, zone: Zone, top: SrcDict, hashes: bool = True) -> None:
     """Every file the zone names exists (relative to the zone file's folder), and each
     firmware image has its sha256 unless ``hashes`` is off."""
-    from .redfish.images import sha256_file
+    from ..redfish.images import sha256_file
 
     c = zone.credentials
     wanted = [(("credentials", "bmc", "password_file"), c.password_file, None),
