@@ -1,5 +1,6 @@
 """End to end on the built-in lab: ``zone up --lab`` from metal to ready, a run killed
-with SIGKILL at four points and resumed, and a unit whose BMC fails firmware."""
+with SIGKILL at four points and resumed, one killed during Ansible and resumed, and a
+unit whose BMC fails firmware."""
 
 from __future__ import annotations
 
@@ -168,6 +169,82 @@ def test_sigkill_at_each_point_then_resume(tmp_path):
         moves = [e["detail"]["to"] for e in store.events(node=node.name, kind="state", limit=1000)]
         assert moves.count("installed") == 1 and moves.count("ready") == 1, (node.name, moves)
     assert not leftovers(f"zl{proc.pid}-")
+
+
+def _ansible_changed(s, since):
+    """ansible-runner is running the pod playbooks in this run and a task has changed a
+    host: the kill lands on a half-configured pod, with ssh connections open."""
+    return any(e["detail"]["status"] == "changed"
+               for e in s.events(since=since, kind="ansible", limit=100000))
+
+
+def _lab_folder(out: str) -> str:
+    """The work folder a ``zone up --lab`` run printed (its logs, SSH key, control paths)."""
+    return out.split(" ; logs in ", 1)[1].split()[0]
+
+
+def _processes_naming(text: str, *programs: str) -> list:
+    """Processes whose command line names ``text`` (and one of ``programs``, if given):
+    ansible-playbook, its ssh and control masters name the lab folder (inventory, ssh
+    wrapper, ControlPath)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                cmdline = fh.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in cmdline and (not programs or any(p in cmdline for p in programs)):
+            found.append((int(pid), cmdline[:200]))
+    return found
+
+
+def _until(check, seconds=120) -> bool:
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+@pytest.mark.timeout(900)    # two runs of zone up with Ansible; a loaded machine needs the room
+def test_sigkill_during_ansible_then_resume(tmp_path):
+    """Killed while ansible-runner runs the pod playbooks: ansible-playbook and its ssh die
+    with the run, the resumed run reaps the rest (namespaces, work folder), runs the
+    playbooks again on every server, and ends with the pod and every server ready and
+    nothing ever failed."""
+    zone = lab_copy(tmp_path)
+    state = str(tmp_path / "state" / "zone.db")
+    os.makedirs(os.path.dirname(state))
+    store = Store(state)
+    proc = up(zone, state, configure=True)
+    reached = _wait_for(store, _ansible_changed, 0, proc, seconds=600)
+    proc.send_signal(signal.SIGKILL)
+    out = finish(proc)
+    assert reached, f"Ansible never changed a host: {out[-3000:]}"
+    assert store.pods()[0]["state"] == "configuring", store.pods()
+    killed, folder = proc.pid, _lab_folder(out)
+
+    def ansible():
+        return _processes_naming(folder, "ansible-playbook", "ssh")
+    assert _until(lambda: not ansible()), ansible()   # gone with the run, resumed or not
+    since = _last_event(store)
+    proc = up(zone, state, configure=True)
+    out = finish(proc)
+    assert proc.returncode == 0, out[-3000:]
+    assert {n["state"] for n in store.nodes(kind="server")} == {"ready"}
+    assert store.pods()[0]["state"] == "ready"
+    assert not _failures(store), _failures(store)
+    plan = compile_plan(load_zone(zone))
+    for node in plan.servers("p01"):  # the resumed run configured every server, once
+        moves = [e["detail"]["to"] for e in store.events(node=node.name, kind="state", limit=1000)]
+        assert moves[-2:] == ["configured", "ready"] and moves.count("configured") == 1, moves
+        assert store.events(since=since, node=node.name, kind="ansible", limit=1), node.name
+    assert [e["detail"]["hosts"] for e in store.events(since=since, kind="pod-configured")] == [4]
+    assert not leftovers(f"zl{killed}-") and not leftovers(f"zl{proc.pid}-")
+    assert not _processes_naming(folder), _processes_naming(folder)
+    assert not os.path.exists(folder)   # the killed run's folder went with its processes
 
 
 def test_failed_firmware_fails_only_its_unit(tmp_path):
