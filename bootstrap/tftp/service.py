@@ -170,12 +170,20 @@ class TftpService:
         if busy is not None:
             self._refuse(client, len(buffer), BUSY._replace(why=busy, name=name))
             return
+        try:
+            self._fetch_or_begin(client, pkt, name, len(buffer))
+        except BaseException:
+            self._pending.pop(client, None)
+            self.admission.release(client)      # whatever failed, the slot is not lost
+            raise
+
+    def _fetch_or_begin(self, client: tuple, pkt, name: str, request_len: int) -> None:
         if self.source.needs_fetch(name):
-            self._pending[client] = (pkt, name, len(buffer))
+            self._pending[client] = (pkt, name, request_len)
             self._pool.submit(self.source.fetcher.fetch, name).add_done_callback(
                 lambda _f, c=client: self._fetched(c))
             return
-        self._begin(client, pkt, name, len(buffer))
+        self._begin(client, pkt, name, request_len)
 
     def _refuse(self, client: tuple, request_len: int, refusal: Refusal) -> None:
         note("tftp-refused", client, "refused %s: %s", refusal.name or "-", refusal.why)

@@ -118,13 +118,17 @@ class Context(TftpContextServer):
         self.state = self.state.handle(pkt, self.host, self.port)
 
     def receive(self, buffer: bytes, address: tuple) -> bool:
-        """Handle one datagram; False if it was not from the peer (and so ignored)."""
+        """Handle one datagram; False if it was ignored (not from the peer, or not TFTP)."""
         if address != (self.address, self.tidport):
             return False
+        if not self._send_next_block(buffer):
+            try:
+                pkt = self.factory.parse(buffer)
+            except (TftpException, struct.error, UnicodeError):
+                return False            # undecodable, even from the peer: as if lost
+            self.state = self.state.handle(pkt, *address)
         self.last_update = time.time()
         self.confirmed = True
-        if not self._send_next_block(buffer):
-            self.state = self.state.handle(self.factory.parse(buffer), *address)
         self.retry_count = 0
         self.deadline = time.monotonic() + retry_delay(self.timeout, 0)
         return True
@@ -272,7 +276,11 @@ class Transfers:
             buffer, address = ctx.sock.recvfrom(MAX_DATAGRAM)
         except OSError:
             return                      # e.g. an ICMP error queued on the socket
-        result = step(ctx, buffer, address, client)
+        try:
+            result = step(ctx, buffer, address, client)
+        except Exception:
+            self._end(client, "error")  # close its handles; the catch-all logs why
+            raise
         if result is not None:
             self._end(client, result)
 
