@@ -12,7 +12,6 @@ import struct
 from dataclasses import dataclass, field
 
 from .schema import circuit_text
-from .zone.checks import attaches
 from .zone.model import LEARNED, Zone
 
 
@@ -181,20 +180,20 @@ class _Compiler:
                           ztp=role.ztp, image=role.image, firmware=role.firmware,
                           groups=role.groups, switch_key=spec.key, remote_id=rid,
                           circuit_id=spec.circuit_id, mac=pod.macs.get(spec.key)), plan)
-        by_attach = {"server": [], "bmc": []}
+        by_serves = {"server": [], "bmc": []}
         for spec in zone.switches.values():
-            by_attach[attaches(spec)].append(spec)
+            by_serves[spec.serves].append(spec)
         for unit, role_name in pod.units.items():
-            self.unit(plan, pod, unit, zone.roles[role_name], names, by_attach)
+            self.unit(plan, pod, unit, zone.roles[role_name], names, by_serves)
 
-    def unit(self, plan, pod, unit, role, names, by_attach) -> None:
+    def unit(self, plan, pod, unit, role, names, by_serves) -> None:
         zone = self.zone
         host = zone.addressing.units_from + unit
         name = zone.naming.format(pod=pod.name, unit=unit, pod_index=pod.index)
         bmc = f"{name}-bmc"
         server_net, bmc_net = (self.server_nets or [None])[0], (self.bmc_nets or [None])[0]
-        links = self.unit_links(by_attach["server"], pod, unit, names, server_net)
-        bmc_links = self.unit_links(by_attach["bmc"], pod, unit, names, bmc_net)
+        links = self.unit_links(by_serves["server"], pod, unit, names, server_net)
+        bmc_links = self.unit_links(by_serves["bmc"], pod, unit, names, bmc_net)
         self.add(Node(name, self.fqdn(name), "server", role.name, pod.name, pod.index, unit,
                       server_net,
                       self.addr(self.server_nets, pod.index, host), links,

@@ -20,11 +20,6 @@ FQDN_MAX = 253       # a name's text form, so that its wire form fits 255 bytes
 BMC_SUFFIX = "-bmc"  # a server's BMC is named after it
 
 
-def attaches(spec) -> str:
-    """What a pod switch's numbered ports lead to: the units' BMCs or their servers."""
-    return "bmc" if "lom" in spec.key or (spec.role and "lom" in spec.role) else "server"
-
-
 def check_zone(r: Reader, zone: Zone, top: SrcDict) -> None:
     """Run every cross-object rule; on a zone that already has problems a rule
     may meet half-built parts, and then it stays silent: the earlier problem
@@ -221,7 +216,7 @@ def _switch_specs(zone: Zone):
 
 def _relayed_networks(zone: Zone, key: str, spec, core: bool) -> list:
     """The networks whose clients a switch relays: what its ports lead to."""
-    kinds = set() if core else {attaches(spec)}
+    kinds = set() if core else {spec.serves}
     if core or any(s.uplink_switch == key for s in zone.switches.values()):
         kinds.add("switch")
     return [n for n in zone.networks.values() if n.serves in kinds]

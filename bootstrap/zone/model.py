@@ -15,6 +15,8 @@ KINDS = ("switch", "server")
 # Which kind of node owns its identity on a network when the zone does not say.
 DEFAULT_SERVES = {"mgmt": "switch", "lom": "bmc"}
 SERVES = ("switch", "bmc", "server")
+# Whose nodes a pod switch's numbered ports lead to (a SwitchSpec's serves).
+PORTS_SERVE = ("server", "bmc")
 LEARNED = "mac"           # remote_id: the switch's MAC, learned from its own lease or set
 
 
@@ -92,6 +94,7 @@ class SwitchSpec:
     mac: str | None = None    # a core switch's MAC set in the zone (normalised)
     circuit_line: int = 0     # where circuit_id / remote_id come from (a key or a relay:)
     remote_line: int = 0
+    serves: str | None = None  # a pod switch: bmc | server, whose nodes its ports lead to
 
 
 @dataclass(frozen=True)

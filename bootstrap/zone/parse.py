@@ -12,7 +12,7 @@ from ..errors import Problem, ZoneInvalid
 from ..schema import CIRCUIT_FIELDS, IDENT, NAME, PORT_FIELDS, URL, Reader, field_names, \
     mac_bytes, mac_text, parse_units, template_fields
 from ..yamlsrc import SrcDict
-from .model import DEFAULT_SERVES, KINDS, LEARNED, SERVES, ZTP_KINDS, Addressing, \
+from .model import DEFAULT_SERVES, KINDS, LEARNED, PORTS_SERVE, SERVES, ZTP_KINDS, Addressing, \
     BmcCredentials, DhcpSettings, Firmware, Image, Network, Pod, Redfish, Role, SwitchSpec, \
     UpSettings, Zone
 
@@ -55,7 +55,7 @@ def parse(r: Reader, raw, filename: str, digest: str = "") -> tuple[Zone, SrcDic
         firmware=b.firmware(), roles={}, switches={}, core={}, pods=(),
         credentials=b.credentials(), redfish=b.redfish(), dhcp=b.dhcp(), up=b.up())
     roles = b.roles(zone)
-    switches, forms = b.pod_switches(roles)
+    switches, forms = b.pod_switches(roles, zone.networks)
     core = b.core(forms, switches)
     pods = b.pods(roles, zone.networks, switches)
     zone = dataclasses.replace(zone, roles=roles, switches=switches, core=core, pods=pods)
@@ -363,7 +363,7 @@ class _Builder:
             remote, remote_line = self.r.text(d, "remote_id", what), d.line_of("remote_id")
         return circuit, circuit_line, remote, remote_line
 
-    def pod_switches(self, roles) -> tuple[dict, tuple]:
+    def pod_switches(self, roles, networks: dict) -> tuple[dict, tuple]:
         tpl = self.section("pod_template")
         self.r.keys(tpl, "pod_template", ("switches", "circuit_id", "relay", "units"),
                     ("units",) if "pod_template" in self.top else ())
@@ -374,16 +374,30 @@ class _Builder:
             what = f"pod_template.switches.{key}"
             self.label(sw, key, "pod_template.switches")
             spec = self.r.mapping(spec, sw.line_of(key), what)
-            self.r.keys(spec, what, ("role", "remote_id", "uplink", "circuit_id", "relay"),
-                        ("role",))
+            self.r.keys(spec, what, ("role", "remote_id", "uplink", "circuit_id", "relay",
+                                     "serves"), ("role",))
             up = self.r.mapping(spec.get("uplink"), spec.line_of("uplink"), f"{what}.uplink")
             self.r.keys(up, f"{what}.uplink", ("switch", "port"), ("switch", "port") if up else ())
             circuit, cline, remote, rline = self._forms(spec, what, forms)
             out[key] = SwitchSpec(key, self._role_ref(roles, spec, what, "switch"), remote,
                                   circuit, self.r.text(up, "switch", f"{what}.uplink"),
                                   self.r.text(up, "port", f"{what}.uplink"),
-                                  circuit_line=cline, remote_line=rline)
+                                  circuit_line=cline, remote_line=rline,
+                                  serves=self.ports_serve(spec, what, networks.get(key)))
         return out, forms
+
+    def ports_serve(self, spec: SrcDict, what: str, namesake: Network | None) -> str:
+        """Whose nodes a pod switch's numbered ports lead to: its ``serves``; else bmc when
+        the network of its own name serves BMCs (the ``lom`` switch of the ``lom``
+        network), else servers."""
+        serves = self.r.text(spec, "serves", what)
+        if serves is None:
+            return "bmc" if namesake is not None and namesake.serves == "bmc" else "server"
+        if serves not in PORTS_SERVE:
+            self.r.error(spec.line_of("serves"), f"{what}.serves must be one of "
+                         f"{', '.join(PORTS_SERVE)}")
+            return "server"
+        return serves
 
     def core(self, forms: tuple, pod_switches: dict) -> dict:
         """Core switches inherit the pod template's circuit-id (not its remote-id)."""

@@ -10,6 +10,9 @@ import sys
 import pytest
 
 import bootstrap.zone
+from bootstrap.locator import Locator
+from bootstrap.plan import compile_plan
+from bootstrap.zone import parse_zone_text
 
 PACKAGE = os.path.dirname(bootstrap.zone.__file__)
 # What each module of bootstrap/zone/ may import from bootstrap (module → allowed prefixes):
@@ -56,3 +59,49 @@ def test_each_layer_imports_alone_in_a_fresh_interpreter():
         result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                 timeout=60, cwd=os.path.dirname(os.path.dirname(PACKAGE)))
         assert result.returncode == 0, result.stderr
+
+
+LOM = '    lom:   {role: lom-switch, remote_id: "{pod}-lom",'
+# neither the switch's name nor its role's says "lom"
+MGMT_ROLE = ("  lom-switch: {kind: switch", "  mgmt: {kind: switch")
+TOR_B = '    tor-b: {role: tor, remote_id: "{pod}-tor-b",'
+
+
+def lab_plan_with(lab_text: str, *changes) -> object:
+    text = lab_text
+    for old, new in changes:
+        assert old in text, old
+        text = text.replace(old, new, 1)
+    return compile_plan(parse_zone_text(text, "z.yml"))
+
+
+def links(plan, name: str) -> tuple:
+    return plan.nodes[name].links
+
+
+def test_a_lom_switch_by_any_name_cables_the_bmcs(lab_text):
+    plan = lab_plan_with(lab_text, MGMT_ROLE, (LOM, '    mgmt-sw: {role: mgmt, serves: bmc, '
+                                                    'remote_id: "{pod}-lom",'))
+    assert plan.zone.switches["mgmt-sw"].serves == "bmc"
+    assert links(plan, "p01-u03-bmc") == (("p01-mgmt-sw", "swp3"),)
+    assert links(plan, "p01-u03") == (("p01-tor-a", "swp3"), ("p01-tor-b", "swp3"))
+    found = Locator(plan).locate("10.16.1.1", b"swp3", b"p01-lom")
+    assert found.node.name == "p01-u03-bmc" and found.address == "10.16.1.13"
+
+
+def test_a_tor_named_like_lom_cables_servers(lab_text):
+    plan = lab_plan_with(lab_text, (TOR_B, '    lom-ish: {role: tor, remote_id: "{pod}-tor-b",'))
+    assert links(plan, "p01-u03") == (("p01-tor-a", "swp3"), ("p01-lom-ish", "swp3"))
+    assert links(plan, "p01-u03-bmc") == (("p01-lom", "swp3"),)
+    assert plan.zone.switches["lom-ish"].serves == "server"
+
+
+def test_the_switch_of_a_bmc_network_of_its_name_cables_the_bmcs(lab_text):
+    """No ``serves`` on the switch: the network named like it says (here ``oob``, which
+    serves BMCs by its own ``serves``, not by a default for its name)."""
+    plan = lab_plan_with(lab_text, MGMT_ROLE,
+                         ("  lom:       {supernet: 10.16.0.0/16, prefix: 24}",
+                          "  oob:       {supernet: 10.16.0.0/16, prefix: 24, serves: bmc}"),
+                         (LOM, '    oob:   {role: mgmt, remote_id: "{pod}-lom",'))
+    assert links(plan, "p01-u03-bmc") == (("p01-oob", "swp3"),)
+    assert plan.nodes["p01-u03-bmc"].network == "oob"

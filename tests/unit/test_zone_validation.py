@@ -336,6 +336,8 @@ OPTION_82 = {
                              "'swp{port}' port 1"),
     "over 255 bytes": (CIRCUIT, 'circuit_id: "{switch}' + "x" * 250 + '{port}"', "circuit_id:",
                        "longer than the 255 bytes Option 82 carries"),
+    "pod switch serves switches": (LOM, LOM + " serves: switch,", "serves: switch",
+                                   "lom.serves must be one of server, bmc"),
     "remote_id field": ('remote_id: "{pod}-lom"', 'remote_id: "{pod}-{vlan}"', "{pod}-{vlan}",
                         "may use only {pod}, {pod_index}, {switch}"),
     "bad mac": (POD, POD[:-1] + ', macs: {tor-a: "0c:29:ef:01:02"}}', "macs:",
