@@ -51,6 +51,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, ROOT)
 
 from bench.benchlib import free_port, serve_program  # noqa: E402
+from bench.fuzz.dns import (delete_bytes, flip_bits, insert_bytes, random_bytes,  # noqa: E402
+                            rss_kib, truncate)
 from bootstrap.tftp import TftpService  # noqa: E402
 from bootstrap.tftp.packets import read_request  # noqa: E402
 from bootstrap.tftp.transfers import LOG_LIMIT, step  # noqa: E402
@@ -95,25 +97,6 @@ def transfer_seeds() -> list[bytes]:
                                 request(1, b"undionly.kpxe", b"octet", [])]
 
 
-def flip_bits(data: bytearray, rng: random.Random) -> None:
-    for _ in range(rng.randint(1, 8)):
-        data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
-
-
-def cut(data: bytearray, rng: random.Random) -> None:
-    del data[rng.randrange(len(data)):]
-
-
-def insert(data: bytearray, rng: random.Random) -> None:
-    at = rng.randrange(len(data) + 1)
-    data[at:at] = rng.randbytes(rng.randint(1, 32))
-
-
-def delete(data: bytearray, rng: random.Random) -> None:
-    at = rng.randrange(len(data))
-    del data[at:at + rng.randint(1, 8)]
-
-
 def option_garbage(data: bytearray, rng: random.Random) -> None:
     for _ in range(rng.randint(1, 40)):
         data += rng.choice(OPTIONS + [rng.randbytes(5)]) + b"\0" + rng.choice(VALUES)
@@ -134,12 +117,8 @@ def lose_nul(data: bytearray, rng: random.Random) -> None:
         data[rng.choice(nuls)] = rng.randrange(1, 256)
 
 
-def random_bytes(data: bytearray, rng: random.Random) -> None:
-    data[:] = rng.randbytes(rng.randint(0, 700))
-
-
-MUTATIONS = [flip_bits, cut, insert, delete, option_garbage, huge_blksize, swap_opcode,
-             lose_nul, random_bytes]
+MUTATIONS = [flip_bits, truncate, insert_bytes, delete_bytes, option_garbage, huge_blksize,
+             swap_opcode, lose_nul, random_bytes]
 
 
 def mutants(seed_packets: list[bytes], rng: random.Random):
@@ -156,11 +135,6 @@ def mutants(seed_packets: list[bytes], rng: random.Random):
 # ---------------------------------------------------------------------------
 # Measures, the controller
 # ---------------------------------------------------------------------------
-
-def rss_kib(pid: str = "self") -> int:
-    with open(f"/proc/{pid}/status", encoding="ascii") as fh:
-        return next(int(line.split()[1]) for line in fh if line.startswith("VmRSS:"))
-
 
 def fds(pid: str = "self") -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
@@ -255,9 +229,11 @@ def in_process(packets: int, rng: random.Random) -> dict:
     settle(lambda: service._loops)      # its transfer loops run (serve_forever made them)
     requests, transfers = mutants(request_seeds(), rng), TransferFuzz(service, rng)
     before = {"fds": fds(), "rss_kib": rss_kib()}
-    crashes, started = 0, time.monotonic()
+    crashes, started, rss_by_100k = 0, time.monotonic(), []
     try:
-        for _ in range(packets):
+        for count in range(packets):
+            if count % 100_000 == 0:
+                rss_by_100k.append(rss_kib() // 1024)
             try:
                 if rng.random() < 0.8:
                     client = (f"127.0.0.{rng.randrange(10, 210)}", rng.randrange(1024, 65535))
@@ -280,7 +256,7 @@ def in_process(packets: int, rng: random.Random) -> dict:
     unexpected = tracebacks.count + LOG_LIMIT.suppressed.get("tftp-unexpected", 0)
     return {"packets": packets, "crashes": crashes + unexpected, "seconds": seconds,
             "before": before, "right_after": right_after,
-            "after_settle": {**after, "waited_s": round(waited, 1)},
+            "after_settle": {**after, "waited_s": round(waited, 1)}, "rss_mb_by_100k": rss_by_100k,
             "cache": {"dirs": cache_dirs, "files": cache_files,
                       "upstream_misses_remembered": len(service.source.fetcher.misses)},
             "transfer_results": dict(transfers.results)}
@@ -354,22 +330,20 @@ def probe(port: int, folder: str) -> bool:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--packets", type=int, default=1_000_000, help="in-process packets")
-    parser.add_argument("--udp-packets", type=int, default=100_000, help="over a real socket")
-    parser.add_argument("--seed", type=int, default=1)
+    for flag, default, meaning in (("--packets", 1_000_000, "in-process packets"),
+                                   ("--udp-packets", 100_000, "over a real socket"),
+                                   ("--seed", 1, "of the mutations")):
+        parser.add_argument(flag, type=int, default=default, help=meaning)
     args = parser.parse_args()
     rng = random.Random(args.seed)
     print(f"load average before: {os.getloadavg()}")
-    crashes = 0
-    for name, run, packets in (("in-process", in_process, args.packets),
-                               ("udp", over_udp, args.udp_packets)):
-        if packets:
-            result = run(packets, rng)
-            crashes += result["crashes"]
-            print(f"{name}: " + ", ".join(f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}"
-                                          for k, v in result.items()), flush=True)
+    results = {"in-process": in_process(args.packets, rng) if args.packets else None,
+               "udp": over_udp(args.udp_packets, rng) if args.udp_packets else None}
+    for name, result in results.items():
+        if result is not None:
+            print(f"{name}: {result}", flush=True)
     print(f"load average after: {os.getloadavg()}")
-    sys.exit(1 if crashes else 0)
+    sys.exit(1 if any(r and r["crashes"] for r in results.values()) else 0)
 
 
 if __name__ == "__main__":

@@ -16,8 +16,7 @@ from tftpy.TftpShared import TftpErrors, TftpTimeoutExpectACK
 from ..metrics import TFTP_TRANSFERS
 from .cache import CacheDir, Fetcher, FileSource
 from .packets import Refusal, error_packet, read_request
-from .transfers import (LOG_LIMIT, MAX_DATAGRAM, Admission, Context, Transfers, Waker,
-                        note)
+from .transfers import MAX_DATAGRAM, Admission, Context, Transfers, Waker, contained, note
 
 log = logging.getLogger(__name__)
 
@@ -148,15 +147,12 @@ class TftpService:
     # -- requests ----------------------------------------------------------
 
     def _dispatch(self, data) -> None:
-        try:
+        with contained("; dropping the packet"):     # a bad packet never stops the server
             if data is self._waker:
                 self._waker.drain()
                 self._begin_fetched()
             else:
                 self.handle_request(*self.sock.recvfrom(MAX_DATAGRAM))
-        except Exception:  # a bad packet never stops the server
-            if LOG_LIMIT.allow("tftp-unexpected"):
-                log.exception("tftp: unexpected error; dropping the packet")
 
     def handle_request(self, buffer: bytes, client: tuple) -> None:
         """One datagram to the service port: start a transfer, or refuse it."""

@@ -9,6 +9,7 @@ be turned into a stream toward someone else.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import selectors
 import socket
@@ -37,6 +38,16 @@ def note(kind: str, client: tuple, message: str, *args) -> None:
     """Log an event a stranger can cause, at most a trickle per kind and source."""
     if LOG_LIMIT.allow(kind, client[0]):
         log.info("tftp: %s:%d: " + message, *client, *args)
+
+
+@contextlib.contextmanager
+def contained(where: str):
+    """Log an unexpected failure inside (with its traceback, rate-limited) and go on."""
+    try:
+        yield
+    except Exception:
+        if LOG_LIMIT.allow("tftp-unexpected"):
+            log.exception("tftp: unexpected error %s", where)
 
 
 def retry_delay(timeout: float, attempt: int) -> float:
@@ -251,15 +262,12 @@ class Transfers:
             self._waker.close()
 
     def _dispatch(self, data) -> None:
-        try:
+        with contained("in a transfer"):        # a broken transfer never stops the others
             if data is self._waker:
                 self._waker.drain()
                 self._take_inbox()
             else:
                 self._on_packet(data)
-        except Exception:  # a broken transfer never stops the others
-            if LOG_LIMIT.allow("tftp-unexpected"):
-                log.exception("tftp: unexpected error in a transfer")
 
     def _take_inbox(self) -> None:
         with self._lock:

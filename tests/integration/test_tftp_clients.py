@@ -280,6 +280,7 @@ class Flooder(threading.Thread):
     def __init__(self, port: int):
         super().__init__(daemon=True)
         self.port, self.sent, self.stopping = port, 0, threading.Event()
+        self.warm = threading.Event()          # set once 2,000 requests are out
 
     def run(self):
         while not self.stopping.wait(0.01):
@@ -288,6 +289,8 @@ class Flooder(threading.Thread):
                     sock.bind(("127.0.0.2", 0))
                     sock.sendto(rrq(b"undionly.kpxe"), ("127.0.0.1", self.port))
                 self.sent += 1
+            if self.sent > 2000:
+                self.warm.set()
 
     def __enter__(self):
         self.start()
@@ -300,7 +303,7 @@ class Flooder(threading.Thread):
 
 def test_curl_and_tftp_hpa_still_fetch_during_a_flood_of_unacked_requests(service, tmp_path):
     with Flooder(service.port) as flood:
-        assert wait_until(lambda: flood.sent > 2000)
+        assert flood.warm.wait(60)
         for i in range(3):
             out = tmp_path / f"during-{i}"
             assert curl(service, "undionly.kpxe", out).returncode == 0
@@ -311,11 +314,3 @@ def test_curl_and_tftp_hpa_still_fetch_during_a_flood_of_unacked_requests(servic
         assert service.open_transfers <= service.admission.per_source + 2
     assert flood.sent > 2000
 
-
-def wait_until(condition, deadline: float = 60.0) -> bool:
-    end = time.monotonic() + deadline
-    while not condition():
-        if time.monotonic() > end:
-            return False
-        time.sleep(0.05)
-    return True

@@ -225,7 +225,8 @@ def test_a_flood_of_unacked_requests_is_bounded_and_every_descriptor_returned(st
     sampler.start()
     try:
         flood.send()
-        answers = received(flood.sockets)
+        assert wait_for(lambda: svc.open_transfers > 0)
+        answers = received(flood.sockets, 1.0)
         done.set()
         sampler.join()
         assert peak[0] <= 128 + 8                          # the per-source bound, not 2,500
@@ -247,6 +248,7 @@ def test_refusals_reflect_no_more_bytes_than_they_receive(start):
     packet = rrq(b"undionly.kpxe")
     flood = Flood(svc.port, packet, 400).send()
     try:
+        assert wait_for(lambda: svc.open_transfers > 0)     # the first requests are in
         assert wait_for(lambda: svc.open_transfers == 0)    # every transfer gave up
         answered = [received([sock], 0.0) for sock in flood.sockets]
     finally:
