@@ -1,9 +1,10 @@
 """End to end on the built-in lab: ``zone up --lab`` from metal to ready, a run killed
-with SIGKILL at four points and resumed, one killed during Ansible and resumed, and a
-unit whose BMC fails firmware."""
+with SIGKILL at four points and resumed, one killed during Ansible and resumed (and a
+killed configure's playbooks die with it), and a unit whose BMC fails firmware."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -245,6 +246,57 @@ def test_sigkill_during_ansible_then_resume(tmp_path):
     assert not leftovers(f"zl{killed}-") and not leftovers(f"zl{proc.pid}-")
     assert not _processes_naming(folder), _processes_naming(folder)
     assert not os.path.exists(folder)   # the killed run's folder went with its processes
+
+
+HOLD_PLAYBOOK = """- hosts: all
+  gather_facts: false
+  tasks:
+    - name: hold
+      command: sleep 600
+"""
+# A process that runs one pod's playbooks, as zone up does; killed by the test.
+CONFIGURE_ONE = """import os, sys
+from bootstrap.ansible import configure_pod, prepare
+from bootstrap.plan import compile_plan
+from bootstrap.state import Store
+from bootstrap.zone import load_zone
+zone, state, books, inventory = sys.argv[1:]
+plan = compile_plan(load_zone(zone))
+opts = prepare(plan, os.path.dirname(state), [inventory], playbooks=books)
+configure_pod(plan, "p01", Store(state), opts, only=["p01-u01"])
+"""
+
+
+def test_killed_configure_takes_its_playbooks_along(tmp_path):
+    """Outside the lab the hosts outlive a killed run: its ansible-playbook (a task that
+    takes ten minutes, on a local connection) must die with the process that ran it, not
+    keep configuring beside the resumed run's playbooks."""
+    books, state = tmp_path / "books", str(tmp_path / "state" / "zone.db")
+    books.mkdir()
+    (books / "site.yml").write_text(HOLD_PLAYBOOK)
+    (tmp_path / "local.yml").write_text(
+        f"all: {{vars: {{ansible_connection: local, ansible_python_interpreter: {sys.executable}}}}}\n")
+    zone = os.path.join(ROOT, "examples", "lab.yml")
+    os.makedirs(os.path.dirname(state))
+    store = Store(state)
+    store.seed(compile_plan(load_zone(zone)))
+    proc = subprocess.Popen([sys.executable, "-c", CONFIGURE_ONE, zone, state, str(books),
+                             str(tmp_path / "local.yml")], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+    def holding(s, since):
+        return any(e["detail"]["task"] == "hold" for e in s.events(kind="ansible", limit=10))
+    reached = _wait_for(store, holding, 0, proc)
+    proc.send_signal(signal.SIGKILL)
+    out = finish(proc)
+    assert reached, out[-3000:]
+    folder = os.path.dirname(state)   # ansible-playbook and its workers name its inventory
+    try:
+        assert _until(lambda: not _processes_naming(folder)), _processes_naming(folder)
+    finally:  # what a failure left: each process group (a worker's holds its sleep)
+        for pid, _ in _processes_naming(folder):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(os.getpgid(pid), signal.SIGKILL)
 
 
 def test_failed_firmware_fails_only_its_unit(tmp_path):
