@@ -19,6 +19,7 @@ from bootstrap.lab.netns import leftovers
 from bootstrap.plan import compile_plan
 from bootstrap.state import Store
 from bootstrap.zone import load_zone
+from netns import wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces")
@@ -200,15 +201,6 @@ def _processes_naming(text: str, *programs: str) -> list:
     return found
 
 
-def _until(check, seconds=120) -> bool:
-    deadline = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.2)
-    return True
-
-
 @pytest.mark.timeout(900)    # two runs of zone up with Ansible; a loaded machine needs the room
 def test_sigkill_during_ansible_then_resume(tmp_path):
     """Killed while ansible-runner runs the pod playbooks: ansible-playbook and its ssh die
@@ -229,7 +221,7 @@ def test_sigkill_during_ansible_then_resume(tmp_path):
 
     def ansible():
         return _processes_naming(folder, "ansible-playbook", "ssh")
-    assert _until(lambda: not ansible()), ansible()   # gone with the run, resumed or not
+    assert wait_for(lambda: not ansible(), timeout=120), ansible()   # gone with the run
     since = _last_event(store)
     proc = up(zone, state, configure=True)
     out = finish(proc)
@@ -274,8 +266,9 @@ def test_killed_configure_takes_its_playbooks_along(tmp_path):
     books, state = tmp_path / "books", str(tmp_path / "state" / "zone.db")
     books.mkdir()
     (books / "site.yml").write_text(HOLD_PLAYBOOK)
-    (tmp_path / "local.yml").write_text(
-        f"all: {{vars: {{ansible_connection: local, ansible_python_interpreter: {sys.executable}}}}}\n")
+    local = {"all": {"vars": {"ansible_connection": "local",
+                              "ansible_python_interpreter": sys.executable}}}
+    (tmp_path / "local.yml").write_text(json.dumps(local))   # YAML reads JSON
     zone = os.path.join(ROOT, "examples", "lab.yml")
     os.makedirs(os.path.dirname(state))
     store = Store(state)
@@ -292,7 +285,8 @@ def test_killed_configure_takes_its_playbooks_along(tmp_path):
     assert reached, out[-3000:]
     folder = os.path.dirname(state)   # ansible-playbook and its workers name its inventory
     try:
-        assert _until(lambda: not _processes_naming(folder)), _processes_naming(folder)
+        assert wait_for(lambda: not _processes_naming(folder), timeout=120), \
+            _processes_naming(folder)
     finally:  # what a failure left: each process group (a worker's holds its sleep)
         for pid, _ in _processes_naming(folder):
             with contextlib.suppress(ProcessLookupError):
