@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import queue
+import re
 import socket
 import sqlite3
 import threading
@@ -56,6 +57,7 @@ ORDER = {
 }
 POD_STATES = ("planned", "switches", "bmcs", "booting", "configuring", "ready", "failed")
 FAILED = "failed"
+_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # a ``data`` attribute name a finder may name
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS nodes (
@@ -181,6 +183,32 @@ class Store:
         with self.lock:
             row = self.db.execute("SELECT * FROM nodes WHERE name = ?", (name,)).fetchone()
         return _node_row(row) if row else None
+
+    def node_state(self, name: str) -> str | None:
+        """The node's state alone (one read by primary key), None if it is not stored."""
+        return self._value("SELECT state FROM nodes WHERE name = ?", (name,))
+
+    def name_by_mac(self, mac: str) -> str | None:
+        """The name of the node whose recorded MAC is ``mac`` (any case), if one is."""
+        return self._value("SELECT name FROM nodes WHERE lower(mac) = ?", (mac.lower(),))
+
+    def name_by_data(self, keys: Iterable[str], value: str) -> str | None:
+        """The name of a node with any of the ``data`` attributes ``keys`` equal to
+        ``value`` (any case): one query, whatever the number of keys. A row whose data is
+        not valid JSON (an Infinity stored before the API refused it) is skipped, not an
+        error for every later lookup."""
+        keys = tuple(keys)
+        if not keys or not all(_KEY.fullmatch(k) for k in keys):  # keys become SQL text
+            raise ValueError(f"not attribute names: {keys!r}")
+        where = " OR ".join(f"lower(json_extract(data, '$.{k}')) = ?" for k in keys)
+        return self._value(f"SELECT name FROM nodes WHERE CASE WHEN json_valid(data) "
+                           f"THEN {where} END", (value.lower(),) * len(keys))
+
+    def _value(self, sql: str, args: tuple):
+        """The first column of the first row ``sql`` finds, or None."""
+        with self.lock:
+            row = self.db.execute(sql, args).fetchone()
+        return row[0] if row else None
 
     def nodes(self, pod: str | None = None, kind: str | None = None) -> list[dict]:
         where, args = _where(node=None, pod=pod, kind=kind)

@@ -30,28 +30,15 @@ def node_by_address(plan: Plan, address: str | None) -> Node | None:
     return plan.by_address.get(address) if address else None
 
 
-def _query_name(store, sql: str, args: tuple) -> str | None:
-    # Store has no finder by attribute; a read under its lock is safe and short.
-    with store.lock:
-        row = store.db.execute(sql, args).fetchone()
-    return row[0] if row else None
-
-
 def node_by_attribute(plan: Plan, store, kind: str, value: str | None) -> Node | None:
     """A node whose stored MAC, UUID or serial number is ``value``."""
     if not value:
         return None
     if kind == "mac":
         mac = normalize_mac(value)
-        name = mac and _query_name(store, "SELECT name FROM nodes WHERE lower(mac) = ?", (mac,))
+        name = mac and store.name_by_mac(mac)
     else:
-        keys = ATTRIBUTE_KEYS[kind]
-        where = " OR ".join(f"lower(json_extract(data, '$.{k}')) = ?" for k in keys)
-        # a row whose data is not valid JSON (an Infinity stored before the API refused
-        # it) is skipped, not an error for every later lookup
-        name = _query_name(store, f"SELECT name FROM nodes WHERE CASE WHEN json_valid(data) "
-                                  f"THEN {where} END",
-                           (value.strip().lower(),) * len(keys))
+        name = store.name_by_data(ATTRIBUTE_KEYS[kind], value.strip())
     return plan.nodes.get(name) if name else None
 
 

@@ -156,10 +156,7 @@ class HttpService:
 
     def state(self, name: str) -> str | None:
         """The node's state alone, for paths that need no more: one indexed read."""
-        with self.store.lock:  # as Store's own reads: its connection is shared by threads
-            row = self.store.db.execute("SELECT state FROM nodes WHERE name = ?",
-                                        (name,)).fetchone()
-        return row[0] if row else None
+        return self.store.node_state(name)
 
     def context(self, node: Node | None = None, record: dict | None = None, **extra) -> dict:
         return build_context(self.plan, self.settings, self.base_url, node, record, **extra)
