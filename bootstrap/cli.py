@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import logging
-import os
 import pkgutil
 import sys
 
@@ -29,16 +27,6 @@ def build_parser() -> argparse.ArgumentParser:
         module = importlib.import_module(f"{commands.__name__}.{info.name}")
         module.register(sub)
     return parser
-
-
-def default_state(zone_path: str) -> str:
-    """``state/zone.db`` beside the zone file (DESIGN.md)."""
-    return os.path.join(os.path.dirname(os.path.abspath(zone_path)), "state", "zone.db")
-
-
-def print_json(value) -> None:
-    json.dump(value, sys.stdout, indent=2, default=str)
-    sys.stdout.write("\n")
 
 
 def main(argv=None) -> int:

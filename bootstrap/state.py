@@ -76,6 +76,11 @@ CREATE TABLE IF NOT EXISTS services (
 """
 
 
+def default_path(zone_path: str) -> str:
+    """Where a zone's state lives unless told: ``state/zone.db`` beside the zone file."""
+    return os.path.join(os.path.dirname(os.path.abspath(zone_path)), "state", "zone.db")
+
+
 def legal(kind: str, current: str, new: str) -> bool:
     """May a node of ``kind`` move from ``current`` to ``new``?"""
     if new == FAILED or current == FAILED:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from ..cli import default_state
+import json
+import sys
+
 from ..errors import InputError
 from ..plan import Plan, compile_plan
-from ..state import Store
+from ..state import Store, default_path
 from ..zone import load_zone
 
 
@@ -26,6 +28,11 @@ def state_arg(parser) -> None:
                         help="state database (default: state/zone.db beside the zone file)")
 
 
+def print_json(value) -> None:
+    json.dump(value, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
+
+
 def load_plan(args) -> Plan:
     """The plan for ``args.zone``; an unknown ``--pod`` is bad input."""
     plan = compile_plan(load_zone(args.zone))
@@ -36,8 +43,13 @@ def load_plan(args) -> Plan:
     return plan
 
 
+def state_path(args) -> str:
+    """``--state``, else the zone's default state database."""
+    return args.state or default_path(args.zone)
+
+
 def open_store(args, plan: Plan | None = None) -> Store:
-    store = Store(args.state or default_state(args.zone))
+    store = Store(state_path(args))
     if plan is not None:
         store.seed(plan)
     return store

@@ -5,9 +5,8 @@ from __future__ import annotations
 import os
 
 from ..ansible import configure, prepare
-from ..cli import print_json
 from ..errors import InputError, WorkError
-from ._args import json_arg, load_plan, open_store, pod_arg, state_arg, zone_arg
+from ._args import json_arg, load_plan, open_store, pod_arg, print_json, state_arg, zone_arg
 
 
 def register(sub) -> None:

@@ -10,7 +10,6 @@ import sys
 import threading
 import time
 
-from ..cli import print_json
 from ..errors import InputError
 from ..redfish import catalog
 from ..redfish.client import Policy, endpoint_for, load_credentials, tls_settings
@@ -18,7 +17,7 @@ from ..redfish.fleet import Settings, apply_all, bmcs, discover_all, pxe_boot_al
 from ..redfish.images import ImageServer, bind_address, verify_images
 from ..redfish.recording import StoreRecorder
 from ..redfish.rollout import Limits
-from ._args import json_arg, load_plan, open_store, pod_arg, state_arg, zone_arg
+from ._args import json_arg, load_plan, open_store, pod_arg, print_json, state_arg, zone_arg
 
 EXIT_DRIFT = 3
 

@@ -7,11 +7,10 @@ from beside the state database (or ZONE_NODE_SECRET), so both agree.
 
 from __future__ import annotations
 
-from ..cli import default_state, print_json
 from ..errors import InputError
 from ..http.identify import node_token
 from ..http.settings import node_secret
-from ._args import json_arg, load_plan, state_arg, zone_arg
+from ._args import json_arg, load_plan, print_json, state_arg, state_path, zone_arg
 
 
 def register(sub) -> None:
@@ -27,7 +26,7 @@ def cmd_node_token(args) -> int:
     plan = load_plan(args)
     if args.node not in plan.nodes:
         raise InputError(f"{args.node}: no such node in zone {plan.zone.name}")
-    token = node_token(node_secret({}, args.state or default_state(args.zone)), args.node)
+    token = node_token(node_secret({}, state_path(args)), args.node)
     if args.json:
         print_json({"node": args.node, "token": token})
     else:

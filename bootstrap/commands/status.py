@@ -5,11 +5,10 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 
-from ..cli import print_json
 from ..progress import event_line, pod_line, snapshot
 from ..plan import compile_plan
 from ..zone import load_zone
-from ._args import json_arg, open_store, state_arg, zone_arg
+from ._args import json_arg, open_store, print_json, state_arg, zone_arg
 
 
 def register(sub) -> None:

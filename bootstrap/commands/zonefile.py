@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import sys
 
-from ..cli import print_json
 from ..errors import ZoneInvalid
 from ..render import render_all
 from ..zone import load_zone
-from ._args import json_arg, load_plan, pod_arg, zone_arg
+from ._args import json_arg, load_plan, pod_arg, print_json, zone_arg
 
 PLAN_COLUMNS = ("name", "kind", "role", "pod", "unit", "network", "address", "boot",
                 "firmware", "links")

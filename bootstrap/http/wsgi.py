@@ -32,7 +32,7 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 
 from ..errors import WorkError
 from ..plan import Plan, compile_plan
-from ..state import Store
+from ..state import Store, default_path
 from ..zone import load_zone
 from . import create_app
 from .front import FRONTS, resolve_front
@@ -322,10 +322,9 @@ def serving(app, host: str = "127.0.0.1", port: int = 0):
 
 def app_from_env():
     """Factory for the gunicorn command line: ZONE_FILE, ZONE_STATE (default beside the zone)."""
-    from ..cli import default_state
     zone_file = os.environ["ZONE_FILE"]
     plan = compile_plan(load_zone(zone_file))
-    store = Store(os.environ.get("ZONE_STATE") or default_state(zone_file))
+    store = Store(os.environ.get("ZONE_STATE") or default_path(zone_file))
     store.seed(plan)
     return create_app(plan, store)
 
