@@ -144,8 +144,8 @@ class _Compiler:
             out[net] = _ip(base + index * size + host)
         return out
 
-    def node(self, name: str, **fields) -> Node:
-        return Node(name=name, fqdn=f"{name}.{self.zone.domain}", **fields)
+    def fqdn(self, name: str) -> str:
+        return f"{name}.{self.zone.domain}"
 
     def add(self, node: Node, pod: PodPlan | None) -> None:
         self.nodes[node.name] = node
@@ -157,11 +157,11 @@ class _Compiler:
         for k, spec in enumerate(self.zone.core.values()):
             addresses = {net.name: _ip(self.bases[net.name][0] + net.core_host(a, k))
                          for net in self.zone.networks.values()}
-            self.add(self.node(spec.key, kind="switch", role=None, pod=None, pod_index=0,
-                               unit=None, network=(self.switch_nets or [None])[0],
-                               addresses=addresses, switch_key=spec.key,
-                               remote_id=_remote_id(spec, switch=spec.key),
-                               circuit_id=spec.circuit_id, mac=spec.mac), None)
+            self.add(Node(name=spec.key, fqdn=self.fqdn(spec.key), kind="switch", role=None,
+                          pod=None, pod_index=0, unit=None,
+                          network=(self.switch_nets or [None])[0], addresses=addresses,
+                          switch_key=spec.key, remote_id=_remote_id(spec, switch=spec.key),
+                          circuit_id=spec.circuit_id, mac=spec.mac), None)
 
     def pod(self, pod) -> None:
         zone, a = self.zone, self.zone.addressing
@@ -175,14 +175,14 @@ class _Compiler:
                 port = spec.uplink_port.format(pod=pod.name, pod_index=pod.index)
                 links = ((names.get(up, up), port),)
             rid = _remote_id(spec, pod=pod.name, pod_index=pod.index, switch=names[spec.key])
-            self.add(self.node(names[spec.key], kind="switch", role=spec.role, pod=pod.name,
-                               pod_index=pod.index, unit=None,
-                               network=(self.switch_nets or [None])[0],
-                               addresses=self.addr(zone.networks, pod.index, a.switches_from + k),
-                               links=links, ztp=role.ztp, image=role.image,
-                               firmware=role.firmware, groups=role.groups, switch_key=spec.key,
-                               remote_id=rid, circuit_id=spec.circuit_id,
-                               mac=pod.macs.get(spec.key)), plan)
+            name = names[spec.key]
+            self.add(Node(name=name, fqdn=self.fqdn(name), kind="switch", role=spec.role,
+                          pod=pod.name, pod_index=pod.index, unit=None,
+                          network=(self.switch_nets or [None])[0],
+                          addresses=self.addr(zone.networks, pod.index, a.switches_from + k),
+                          links=links, ztp=role.ztp, image=role.image, firmware=role.firmware,
+                          groups=role.groups, switch_key=spec.key, remote_id=rid,
+                          circuit_id=spec.circuit_id, mac=pod.macs.get(spec.key)), plan)
         by_serves = {"server": [], "bmc": []}
         for spec in zone.switches.values():
             by_serves[spec.serves].append(spec)
@@ -197,14 +197,15 @@ class _Compiler:
         server_net, bmc_net = (self.server_nets or [None])[0], (self.bmc_nets or [None])[0]
         links = self.unit_links(by_serves["server"], pod, unit, names, server_net)
         bmc_links = self.unit_links(by_serves["bmc"], pod, unit, names, bmc_net)
-        where = {"role": role.name, "pod": pod.name, "pod_index": pod.index, "unit": unit}
-        self.add(self.node(name, kind="server", **where, network=server_net,
-                           addresses=self.addr(self.server_nets, pod.index, host), links=links,
-                           image=role.image, firmware=role.firmware, groups=role.groups,
-                           peer=bmc), plan)
-        self.add(self.node(bmc, kind="bmc", **where, network=bmc_net,
-                           addresses=self.addr(self.bmc_nets, pod.index, host), links=bmc_links,
-                           firmware=role.firmware, peer=name), plan)
+        self.add(Node(name=name, fqdn=self.fqdn(name), kind="server", role=role.name,
+                      pod=pod.name, pod_index=pod.index, unit=unit, network=server_net,
+                      addresses=self.addr(self.server_nets, pod.index, host), links=links,
+                      image=role.image, firmware=role.firmware, groups=role.groups,
+                      peer=bmc), plan)
+        self.add(Node(name=bmc, fqdn=self.fqdn(bmc), kind="bmc", role=role.name, pod=pod.name,
+                      pod_index=pod.index, unit=unit, network=bmc_net,
+                      addresses=self.addr(self.bmc_nets, pod.index, host), links=bmc_links,
+                      firmware=role.firmware, peer=name), plan)
 
     def unit_links(self, specs, pod, unit: int, names: dict, network: str | None) -> tuple:
         """(switch, circuit-id text) of a unit's port on each switch: what its relay writes."""
