@@ -115,7 +115,8 @@ def publish(folder: str, address: str, text: str) -> None:
 
 
 def publish_node(svc, node: Node) -> None:
-    """Under a front (``FRONT_DIR``), re-write ``node``'s file for its current state."""
+    """Under a front (``FRONT_DIR``), re-write ``node``'s file for its current state: a
+    hook of the workers' apps (``on_state_change``)."""
     folder = svc.settings.get("FRONT_DIR")
     if folder and node.image is not None and node.address:
         publish(folder, node.address, script_for(svc, node, svc.state(node.name)))

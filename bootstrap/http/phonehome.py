@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify, request
 
-from .front import publish_node
 from .nodes import guard, named
 from .service import advance, current
 
@@ -28,6 +27,6 @@ def phone_home(name: str):
     svc.store.update(node.name, ssh_host_keys=keys, **seen)
     svc.event("phone-home", node.name, keys=sorted(keys), **seen)
     advance(svc, node, svc.record(node.name), "installed", by="phone-home")
-    publish_node(svc, node)  # under an nginx front: its file becomes the local-boot script
+    svc.state_changed(node)  # under an nginx front: its file becomes the local-boot script
     record = svc.record(node.name) or {}
     return jsonify(node=node.name, state=record.get("state"), keys=sorted(keys))

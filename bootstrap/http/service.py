@@ -130,6 +130,14 @@ class HttpService:
         self.throttle = Throttle(rate=1 / max(float(settings["EVENT_THROTTLE_SECONDS"]), 1e-3),
                                  burst=1)
         self.events = EventSink(store, bool(settings["EVENT_BATCH"]))
+        # Called as hook(svc, node) after an answer moved a node (phone-home). The serving
+        # layer registers here (the nginx front rewrites the node's file): the views never
+        # call what serves them.
+        self.on_state_change: list = []
+
+    def state_changed(self, node: Node) -> None:
+        for hook in self.on_state_change:
+            hook(self, node)
 
     def event(self, kind: str, node: str | None = None, noisy: bool = False, **detail) -> None:
         """Record an event; a store failure is logged and never fails the request.

@@ -35,7 +35,7 @@ from ..plan import Plan, compile_plan
 from ..state import Store, default_path
 from ..zone import load_zone
 from . import create_app
-from .front import FRONTS, resolve_front
+from .front import FRONTS, publish_node, resolve_front
 from .heads import HeadFirstWorker
 from .problems import LOGS
 from .settings import node_secret
@@ -69,7 +69,10 @@ def _worker_factory(plan: Plan, store_path: str, config: dict, scripts: dict):
 
     def factory():
         app = create_app(plan, Store(store_path), config)
-        app.extensions["zone"].rendered.update(scripts)
+        svc = app.extensions["zone"]
+        svc.rendered.update(scripts)
+        if config.get("FRONT_DIR"):  # behind nginx: a node's file follows its state
+            svc.on_state_change.append(publish_node)
         return app
     return factory
 

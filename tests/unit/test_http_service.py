@@ -162,6 +162,22 @@ def test_warmed_scripts_are_what_workers_serve(http_plan, http_store):
     worker.extensions["zone"].store.close()
 
 
+def test_a_fronted_workers_phone_home_rewrites_the_nodes_file(http_plan, http_store, tmp_path):
+    """The view only announces the move (on_state_change); the serving layer's hook
+    writes the file nginx answers from, and only behind a front."""
+    from bootstrap.http.wsgi import _worker_factory
+    from http_helpers import from_address
+    assert make_app(http_plan, http_store).extensions["zone"].on_state_change == []
+    config = {"NODE_SECRET": "s", "FRONT_DIR": str(tmp_path)}
+    worker = _worker_factory(http_plan, http_store.path, config, {})()
+    r = worker.test_client().post("/phone-home/p01-u03", data={"hostname": "u03"},
+                                  **from_address("10.17.1.13"))
+    assert r.status_code == 200 and r.get_json()["state"] == "installed"
+    assert "exit" in (tmp_path / "10.17.1.13").read_text()  # the local-boot script
+    worker.extensions["zone"].close()
+    worker.extensions["zone"].store.close()
+
+
 def test_a_workers_events_are_written_in_paced_batches(http_store):
     """The writer takes what is queued as soon as one event arrives; the pause after each
     batch is what lets events pile up (else a transaction per request)."""
