@@ -105,6 +105,16 @@ class CacheDir:
             self.bytes += size
         with self._lock:
             self._make_room(0, files=0)
+        self._prune_empty()
+
+    def _prune_empty(self) -> None:
+        """Remove empty directories (those of misses an older version left behind)."""
+        for folder, _, _ in os.walk(self.directory, topdown=False):
+            if folder != self.directory and not os.path.basename(folder).startswith("."):
+                try:
+                    os.rmdir(folder)
+                except OSError:
+                    pass                    # not empty
 
     def path(self, name: str) -> str | None:
         """The cached file of ``name`` (now most recently used), or None."""

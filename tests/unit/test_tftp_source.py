@@ -169,9 +169,11 @@ def test_a_restart_counts_what_the_cache_holds_and_drops_unfinished_downloads(tm
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "old.bin").write_bytes(b"o" * 50)
     (tmp_path / ".fetch-abc").write_bytes(b"half")
+    (tmp_path / "miss" / "left" / "by" / "an" / "old" / "version").mkdir(parents=True)
     cache = CacheDir(str(tmp_path), max_bytes=1000)
     assert cache.bytes == 50
     assert not (tmp_path / ".fetch-abc").exists()
+    assert os.listdir(tmp_path) == ["a"]
     assert CacheDir(str(tmp_path), max_bytes=10).bytes == 0      # shrunk: evicted at start
     assert os.listdir(tmp_path) == []
 
