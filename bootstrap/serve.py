@@ -132,7 +132,7 @@ class Services:
         return service, service.serve_forever
 
     def _http(self):
-        from .http.wsgi import HttpServer
+        from .http.serving.wsgi import HttpServer
 
         server = HttpServer(self.plan, self.store, self.options.bind, self.options.http_port,
                             front=self.options.http_front)

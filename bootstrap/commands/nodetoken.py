@@ -8,8 +8,8 @@ from beside the state database (or ZONE_NODE_SECRET), so both agree.
 from __future__ import annotations
 
 from ..errors import InputError
-from ..http.identify import node_token
-from ..http.settings import node_secret
+from ..http.core.identify import node_token
+from ..http.core.settings import node_secret
 from ._args import json_arg, load_plan, print_json, state_arg, state_path, zone_arg
 
 

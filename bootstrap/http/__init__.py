@@ -1,49 +1,20 @@
 """The HTTP service: boot scripts, ZTP, cloud-init, files, API, metrics, status page.
 
-:func:`create_app` is the Flask app factory (one blueprint per concern, the
-shape of Flask's tutorial); :mod:`bootstrap.http.wsgi` serves it with gunicorn.
+In layers, each importing only those below it (README.md here):
+:mod:`~bootstrap.http.serving` (gunicorn, the nginx front) → :mod:`~bootstrap.http.app`
+(the factory, the lean path) → :mod:`~bootstrap.http.views` (the blueprints) →
+:mod:`~bootstrap.http.core` (service, settings, problems, identification, access).
+This module only names what callers use.
 """
 
 from __future__ import annotations
 
-import shlex
+from .app.factory import MAX_BODY, create_app
+from .app.lean import LeanBoot
+from .core.identify import node_token
+from .core.service import HttpService
+from .core.settings import DEFAULTS
+from .views import BLUEPRINTS
 
-from flask import Flask
-from jinja2 import StrictUndefined
-from werkzeug.middleware.proxy_fix import ProxyFix
-
-from . import api, boot, cloudinit, files, health, metrics, phonehome, problems, status, ztp
-from .identify import node_token
-from .lean import LeanBoot
-from .service import HttpService
-from .settings import DEFAULTS
-
-BLUEPRINTS = (boot.bp, ztp.bp, cloudinit.bp, phonehome.bp, files.bp, api.bp, metrics.bp,
-              health.bp, status.bp)
-MAX_BODY = 1024 * 1024
-
-__all__ = ["create_app", "node_token"]
-
-
-def create_app(plan, store, config: dict | None = None) -> Flask:
-    """The WSGI app answering for ``plan``, recording into ``store``; ``config`` overrides
-    :data:`~bootstrap.http.settings.DEFAULTS` (and any Flask setting, e.g. ``TESTING``)."""
-    settings = dict(DEFAULTS, **(config or {}))
-    app = Flask(__name__, template_folder=settings["TEMPLATES_DIR"], static_folder=None)
-    # werkzeug answers "/boot//ipxe" with a redirect to an absolute URL built from the
-    # request's Host header: a stranger's host in our Location. A doubled slash is a 404.
-    app.url_map.merge_slashes = False
-    app.jinja_options = dict(app.jinja_options, undefined=StrictUndefined, trim_blocks=True,
-                             lstrip_blocks=True, keep_trailing_newline=True)
-    app.config.update(settings, MAX_CONTENT_LENGTH=MAX_BODY)
-    app.add_template_filter(shlex.quote, "shquote")
-    app.extensions["zone"] = HttpService(plan, store, app.config, app.jinja_env)
-    if settings["LEAN_BOOT"]:
-        app.wsgi_app = LeanBoot(app)
-    if settings["TRUST_X_FORWARDED_FOR"]:  # outermost: the lean path sees the client too
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1)
-    problems.init_app(app)
-    metrics.init_app(app)
-    for blueprint in BLUEPRINTS:
-        app.register_blueprint(blueprint)
-    return app
+__all__ = ["BLUEPRINTS", "DEFAULTS", "MAX_BODY", "HttpService", "LeanBoot", "create_app",
+           "node_token"]

@@ -16,7 +16,7 @@ import subprocess
 import threading
 import time
 
-from bootstrap.http.wsgi import HttpServer
+from bootstrap.http.serving.wsgi import HttpServer
 from bootstrap.plan import compile_plan
 from bootstrap.state import Store
 from bootstrap.zone import load_zone

@@ -13,8 +13,8 @@ import pytest
 
 from bootstrap.errors import WorkError
 from bootstrap.http import create_app
-from bootstrap.http.front import LogFollower, parse_line
-from bootstrap.http.wsgi import HttpServer
+from bootstrap.http.serving.front import LogFollower, parse_line
+from bootstrap.http.serving.wsgi import HttpServer
 from bootstrap.plan import compile_plan
 from bootstrap.state import Store
 from bootstrap.zone import load_zone

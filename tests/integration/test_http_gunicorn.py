@@ -16,8 +16,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bootstrap import metrics as shared
-from bootstrap.http.identify import node_token
-from bootstrap.http.wsgi import HttpServer
+from bootstrap.http.core.identify import node_token
+from bootstrap.http.serving.wsgi import HttpServer
 from bootstrap.plan import compile_plan
 from bootstrap.state import Store
 from bootstrap.zone import load_zone
@@ -140,7 +140,7 @@ import sys, threading
 from bootstrap.plan import compile_plan
 from bootstrap.state import Store
 from bootstrap.zone import load_zone
-from bootstrap.http.wsgi import HttpServer
+from bootstrap.http.serving.wsgi import HttpServer
 plan = compile_plan(load_zone(sys.argv[1]))
 server = HttpServer(plan, Store(sys.argv[2]), "127.0.0.1", int(sys.argv[3]))
 threading.Thread(target=server.serve_forever, daemon=True).start()

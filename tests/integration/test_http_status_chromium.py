@@ -10,7 +10,7 @@ import zlib
 import pytest
 
 from bootstrap.http import create_app
-from bootstrap.http.wsgi import serving
+from bootstrap.http.serving.wsgi import serving
 from bootstrap.plan import compile_plan
 from bootstrap.state import Store
 from bootstrap.zone import load_zone

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from bootstrap.http import create_app
-from bootstrap.http.identify import node_token
+from bootstrap.http.core.identify import node_token
 from bootstrap.plan import compile_plan
 from bootstrap.zone import parse_zone_text
 

@@ -10,9 +10,9 @@ import tempfile
 import pytest
 
 from bootstrap.cli import build_parser
-from bootstrap.http.front import resolve_front
-from bootstrap.http.heads import request_end
-from bootstrap.http.wsgi import front_folder
+from bootstrap.http.serving.front import resolve_front
+from bootstrap.http.serving.heads import request_end
+from bootstrap.http.serving.wsgi import front_folder
 from bootstrap.serve import ServeOptions
 from http_helpers import API_TOKEN, from_address, make_app, token_for
 

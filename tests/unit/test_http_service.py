@@ -9,8 +9,8 @@ from jinja2 import UndefinedError
 from werkzeug.exceptions import MethodNotAllowed
 
 from bootstrap.errors import InputError, WorkError
-from bootstrap.http.context import build_context
-from bootstrap.http.problems import Conflict, Forbidden, status_of
+from bootstrap.http.core.context import build_context
+from bootstrap.http.core.problems import Conflict, Forbidden, status_of
 from http_helpers import make_app
 
 pytest_plugins = ["conftest_http"]  # the fixtures: app, client, http_plan, http_store
@@ -72,7 +72,7 @@ def test_status_page_escapes_what_it_shows(client, http_store):
 
 
 def test_context_is_built_in_one_place(http_plan):
-    from bootstrap.http.settings import DEFAULTS
+    from bootstrap.http.core.settings import DEFAULTS
     node = http_plan.nodes["p01-u03"]
     ctx = build_context(http_plan, DEFAULTS, "http://c:8080", node, {"state": "booting"})
     assert ctx["urls"]["seed"] == "http://c:8080/cloud-init/p01-u03/"
@@ -112,7 +112,7 @@ def test_metrics_still_answer_when_the_parent_exporter_is_gone(http_plan, http_s
 def test_parent_families_leave_out_what_this_process_owns():
     from prometheus_client import CollectorRegistry, Counter, generate_latest
 
-    from bootstrap.http.metrics import foreign_families
+    from bootstrap.http.views.metrics import foreign_families
     reg = CollectorRegistry()
     Counter("zone_http_requests_total", "x", ["endpoint"], registry=reg).labels("/").inc()
     Counter("zone_dhcp_answers_total", "x", ["type"], registry=reg).labels("offer").inc(2)
@@ -140,13 +140,13 @@ def test_batched_events_are_written_by_a_thread_and_flushed_on_close(http_plan, 
 
 
 def test_a_memory_store_is_never_batched(http_plan):
-    from bootstrap.http.service import EventSink
+    from bootstrap.http.core.service import EventSink
     from bootstrap.state import Store
     assert EventSink(Store(":memory:"), batch=True).batch is False
 
 
 def test_warmed_scripts_are_what_workers_serve(http_plan, http_store):
-    from bootstrap.http.wsgi import _worker_factory
+    from bootstrap.http.serving.wsgi import _worker_factory
     from http_helpers import from_address
     scripts = make_app(http_plan, http_store).extensions["zone"].warm()
     servers = [n.name for n in http_plan.servers() if n.image]
@@ -165,7 +165,7 @@ def test_warmed_scripts_are_what_workers_serve(http_plan, http_store):
 def test_a_fronted_workers_phone_home_rewrites_the_nodes_file(http_plan, http_store, tmp_path):
     """The view only announces the move (on_state_change); the serving layer's hook
     writes the file nginx answers from, and only behind a front."""
-    from bootstrap.http.wsgi import _worker_factory
+    from bootstrap.http.serving.wsgi import _worker_factory
     from http_helpers import from_address
     assert make_app(http_plan, http_store).extensions["zone"].on_state_change == []
     config = {"NODE_SECRET": "s", "FRONT_DIR": str(tmp_path)}
@@ -181,7 +181,7 @@ def test_a_fronted_workers_phone_home_rewrites_the_nodes_file(http_plan, http_st
 def test_a_workers_events_are_written_in_paced_batches(http_store):
     """The writer takes what is queued as soon as one event arrives; the pause after each
     batch is what lets events pile up (else a transaction per request)."""
-    from bootstrap.http.service import _Batches
+    from bootstrap.http.core.service import _Batches
     from bootstrap.state import EventWriter
     sizes = []
 

@@ -4,19 +4,20 @@ Every server of a zone asks for its iPXE script at about the same moment, and
 Flask's request, routing and response objects cost several times what the answer
 itself does (a dictionary lookup, one indexed read, a queued event, a cached
 script). A plain ``GET /boot/ipxe`` — no query string: the node is known by its
-source address — is answered here by the same :func:`~.boot.script` as the Flask
-view, counted in the same metric, and an error is answered by the same mapping
-(:func:`~.problems.answer`). Everything else (a query string, HEAD, any other
-path) goes to Flask untouched.
+source address — is answered here by the same
+:func:`~bootstrap.http.views.boot.script` as the Flask view, counted in the same
+metric, and an error is answered by the same mapping
+(:func:`~bootstrap.http.core.problems.answer`). Everything else (a query string,
+HEAD, any other path) goes to Flask untouched.
 """
 
 from __future__ import annotations
 
 from flask import Flask
 
-from .boot import script
-from .metrics import count
-from .problems import answer
+from ..core.problems import answer
+from ..views.boot import script
+from ..views.metrics import count
 
 PATH = "/boot/ipxe"
 CONTENT_TYPE = ("Content-Type", "text/plain; charset=utf-8")  # as Flask's text answers

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify, request
 
-from .nodes import guard, named
-from .service import advance, current
+from ..core.access import guard, named
+from ..core.service import advance, current
 
 bp = Blueprint("phonehome", __name__)
 KEY_FIELDS = ("pub_key_rsa", "pub_key_ecdsa", "pub_key_ed25519")

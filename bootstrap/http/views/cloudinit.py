@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from flask import Blueprint
 
-from .nodes import guard, named
-from .service import current, text
+from ..core.access import guard, named
+from ..core.service import current, text
 
 bp = Blueprint("cloudinit", __name__)
 PARTS = ("meta-data", "user-data", "vendor-data", "network-config")

@@ -12,7 +12,7 @@ import ipaddress
 import os
 from urllib.parse import quote, urlparse
 
-from ..plan import Node, Plan
+from ...plan import Node, Plan
 
 BOND = "bond0"
 

@@ -15,9 +15,9 @@ import time
 
 from flask import current_app, make_response, request
 
-from ..plan import Node, Plan
-from ..state import EventWriter, Store, legal
-from ..throttle import Throttle
+from ...plan import Node, Plan
+from ...state import EventWriter, Store, legal
+from ...throttle import Throttle
 from .context import build_context
 from .problems import LOGS
 from .settings import api_token, node_secret

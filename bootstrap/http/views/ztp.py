@@ -10,10 +10,10 @@ import os
 
 from flask import Blueprint, redirect
 
-from ..plan import Node
-from .nodes import may_move, named
-from .problems import NotFound
-from .service import HttpService, advance, current, text
+from ...plan import Node
+from ..core.access import may_move, named
+from ..core.problems import NotFound
+from ..core.service import HttpService, advance, current, text
 
 bp = Blueprint("ztp", __name__)
 ONIE_DIR = "onie"  # files root folder of NOS installers: <node>.bin, <role>.bin, <ztp>.bin

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
-from .nodes import api_token_ok
-from .redact import redact
-from .service import HttpService, current
+from ..core.access import api_token_ok
+from ..core.redact import redact
+from ..core.service import HttpService, current
 
 bp = Blueprint("status", __name__)
 RECENT = 25

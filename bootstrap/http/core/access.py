@@ -6,7 +6,7 @@ import hmac
 
 from flask import request
 
-from ..plan import Node
+from ...plan import Node
 from .identify import may_fetch
 from .problems import Forbidden, NotFound
 from .service import HttpService, client_address

@@ -7,12 +7,12 @@ import math
 
 from flask import Blueprint, jsonify, request
 
-from ..plan import Node
-from .identify import normalize_mac
-from .nodes import api_token_ok, named
-from .problems import BadRequest, Conflict, Forbidden, Unauthorized
-from .redact import redact
-from .service import HttpService, current
+from ...plan import Node
+from ..core.access import api_token_ok, named
+from ..core.identify import normalize_mac
+from ..core.problems import BadRequest, Conflict, Forbidden, Unauthorized
+from ..core.redact import redact
+from ..core.service import HttpService, current
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 MAX_LIMIT = 1000

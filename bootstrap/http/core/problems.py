@@ -13,8 +13,8 @@ import sqlite3
 from flask import Flask, jsonify, make_response, request
 from werkzeug.exceptions import HTTPException
 
-from ..errors import BootstrapError, InputError, WorkError
-from ..throttle import Throttle
+from ...errors import BootstrapError, InputError, WorkError
+from ...throttle import Throttle
 
 log = logging.getLogger("bootstrap.http")
 LOGS = Throttle(rate=0.1, burst=5)  # a client that found a failing path cannot fill the log

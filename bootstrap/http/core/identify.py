@@ -11,7 +11,7 @@ import hashlib
 import hmac
 import re
 
-from ..plan import Node, Plan
+from ...plan import Node, Plan
 
 _HEX = re.compile(r"[^0-9a-f]")
 # Store ``data`` keys that may hold what iPXE reports as ${uuid} / ${serial}.

@@ -12,8 +12,8 @@ import os
 
 from flask import Blueprint, send_file
 
-from .problems import Forbidden, NotFound
-from .service import HttpService, current
+from ..core.problems import Forbidden, NotFound
+from ..core.service import HttpService, current
 
 bp = Blueprint("files", __name__)
 MAX_AGE = 300

@@ -7,10 +7,11 @@ passed to :func:`~bootstrap.http.create_app` overrides any of them.
 from __future__ import annotations
 
 import os
+import pathlib
 import secrets
 
-REPO_TEMPLATES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__)))), "templates")
+# the checkout's templates/, beside the bootstrap package (this file: bootstrap/http/core/)
+REPO_TEMPLATES = str(pathlib.Path(os.path.abspath(__file__)).parents[3] / "templates")
 
 DEFAULTS = {
     "PUBLIC_URL": None,               # base of every URL we hand out; default controller.url

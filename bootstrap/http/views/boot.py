@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from flask import Blueprint, request
 
-from .identify import identify, may_fetch
-from .nodes import api_token_ok
-from .service import HttpService, client_address, current, forward, text
+from ..core.access import api_token_ok
+from ..core.identify import identify, may_fetch
+from ..core.service import HttpService, client_address, current, forward, text
 
 bp = Blueprint("boot", __name__)
 DONE = ("installed", "configured", "ready")  # already installed: boot from disk
@@ -21,7 +21,7 @@ SELF = ("mac", "uuid", "serial")
 
 def script(svc: HttpService, address: str | None, args, api: bool = False) -> str:
     """The iPXE script for whoever asks from ``address`` with query ``args``, recording
-    what it answered; the one body of both the Flask view and :mod:`.lean`.
+    what it answered; the one body of both the Flask view and :mod:`bootstrap.http.app.lean`.
 
     Anyone may name a node by ``?mac=``/``?uuid=``/``?serial=`` and get its script, but
     only the node itself (its own address), its token (``?token=``) or the API token

@@ -3,15 +3,17 @@
 gunicorn's own request handling costs ~15x what nginx spends on a static file
 (bench/http/README.md), so the hottest request can only approach nginx by being
 answered by nginx. Every server's script is rendered ahead (by the same
-:func:`~.boot.script_for` as the app) into ``<state>/scripts/<provision address>``;
+:func:`~bootstrap.http.views.boot.script_for` as the app) into
+``<state>/scripts/<provision address>``;
 nginx serves ``/boot/ipxe`` without a query string from the file named by the
 client's address and proxies everything else (query strings, unknown addresses,
 every other path) to gunicorn on a private loopback port.
 
 What the app does in the request (events, ``planned → booting``) is done after the
 fact by :class:`LogFollower`, which tails nginx's compact boot log and runs the app's
-own :func:`~.boot.script` for each hit. A node that reaches ``installed`` through
-phone-home (answered by the app) has its file replaced at once (:func:`publish_node`);
+own :func:`~bootstrap.http.views.boot.script` for each hit. A node that reaches
+``installed`` through phone-home (answered by the app) has its file replaced at once
+(:func:`publish_node`, the workers' ``on_state_change`` hook);
 the follower also rewrites any file that no longer matches what the app would answer
 (a state moved by the API), so a stale file is served at most until its next hit.
 """
@@ -29,9 +31,9 @@ import tempfile
 import threading
 import time
 
-from ..errors import InputError, WorkError
-from ..plan import Node
-from .boot import script, script_for
+from ...errors import InputError, WorkError
+from ...plan import Node
+from ..views.boot import script, script_for
 
 log = logging.getLogger("bootstrap.http.front")
 NGINX = "/usr/sbin/nginx"
@@ -255,7 +257,8 @@ def _die_with_parent() -> None:
 class NginxFront:
     """nginx in a child process with its own prefix and config in ``folder``, and the follower.
 
-    ``svc`` is an app's :class:`~.service.HttpService` in this process (batched events)."""
+    ``svc`` is an app's :class:`~bootstrap.http.core.service.HttpService` in this process
+    (batched events)."""
 
     def __init__(self, svc, folder: str, bind: str, port: int, app_port: int,
                  workers: int, trust_forwarded: bool = False):

@@ -16,9 +16,9 @@ from flask import Blueprint, Flask, Response, request
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from .. import metrics as shared
-from ..state import FAILED, ORDER
-from .service import current
+from ... import metrics as shared
+from ...state import FAILED, ORDER
+from ..core.service import current
 
 bp = Blueprint("metrics", __name__)
 log = logging.getLogger("bootstrap.http")

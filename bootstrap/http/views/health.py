@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
-from .service import current
+from ..core.service import current
 
 bp = Blueprint("health", __name__)
 
