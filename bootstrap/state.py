@@ -64,6 +64,7 @@ CREATE TABLE IF NOT EXISTS nodes (
   name TEXT PRIMARY KEY, pod TEXT, kind TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'planned',
   reason TEXT, mac TEXT, data TEXT NOT NULL DEFAULT '{}', updated REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS nodes_pod ON nodes(pod);
+CREATE INDEX IF NOT EXISTS nodes_mac ON nodes(lower(mac));  -- name_by_mac: iPXE's ?mac=
 CREATE TABLE IF NOT EXISTS pods (
   name TEXT PRIMARY KEY, state TEXT NOT NULL DEFAULT 'planned', reason TEXT, updated REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS events (

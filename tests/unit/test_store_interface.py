@@ -36,6 +36,21 @@ def test_finder_skips_rows_that_are_not_json(lab_plan, tmp_path):
     assert store.name_by_data(("serial",), "S2") == "p01-u04"
 
 
+def test_boot_path_finders_read_an_index(tmp_path):
+    """node_state (every /boot/ipxe) and name_by_mac (?mac=) never scan the nodes: the
+    statements they run, as SQLite traced them, planned."""
+    store = Store(str(tmp_path / "s.db"))
+    ran = []
+    store.db.set_trace_callback(ran.append)
+    store.node_state("p01-u03")
+    store.name_by_mac("52:54:00:ab:cd:ef")
+    store.db.set_trace_callback(None)
+    assert len(ran) == 2
+    for sql in ran:
+        plan = " ".join(row[-1] for row in store.db.execute(f"EXPLAIN QUERY PLAN {sql}"))
+        assert "USING INDEX" in plan or "USING PRIMARY KEY" in plan, (sql, plan)
+
+
 @pytest.mark.parametrize("keys", [(), ("serial') OR 1=1 --",), ("a.b",)])
 def test_finder_refuses_what_is_not_an_attribute_name(tmp_path, keys):
     with pytest.raises(ValueError):
