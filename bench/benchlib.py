@@ -3,6 +3,8 @@ process that says "ready" and stops cleanly on SIGTERM."""
 
 import socket
 
+from bootstrap import process
+
 SERVE = """
 import signal, sys
 signal.pthread_sigmask(signal.SIG_BLOCK, {{signal.SIGTERM, signal.SIGINT}})  # for sigwait, in every thread
@@ -19,6 +21,5 @@ def serve_program(setup: str) -> str:
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback UDP port free now (the DNS and TFTP benches serve UDP)."""
+    return process.free_port(socket.SOCK_DGRAM)

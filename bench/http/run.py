@@ -35,6 +35,7 @@ sys.path.insert(0, ROOT)
 
 from bootstrap.http import create_app  # noqa: E402
 from bootstrap.plan import compile_plan  # noqa: E402
+from bootstrap.process import free_port  # noqa: E402
 from bootstrap.state import Store  # noqa: E402
 from bootstrap.zone import load_zone  # noqa: E402
 
@@ -54,12 +55,6 @@ http {{
   server {{ listen 127.0.0.1:{port}; root {folder}/www; }}
 }}
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def render_static(plan, folder: str, count: int) -> list[str]:

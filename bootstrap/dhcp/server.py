@@ -27,6 +27,7 @@ import time
 from ..errors import InputError
 from ..metrics import DHCP_ANSWERS
 from ..plan import Plan
+from ..process import die_with_parent
 from ..throttle import Throttle
 from . import codec
 from .answer import Answerer, Drop, Event, Reply, Settings
@@ -296,7 +297,7 @@ class Loop:
 
 def _child_main(answerer: Answerer, sock: socket.socket, inbox, stop) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop
-    _die_with_parent()
+    die_with_parent()
     forwarder = Forwarder(inbox)
     try:
         Loop(answerer, sock, forwarder).run(stop.is_set)
@@ -342,13 +343,6 @@ def steer_by_xid(sock: socket.socket, workers: int) -> bool:
         log.info("dhcp: no reuseport steering (%s); the kernel's hash decides", exc)
         return False
     return True
-
-
-def _die_with_parent() -> None:
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
 
 
 def _known_macs(events) -> dict:

@@ -18,6 +18,7 @@ import time
 
 from bootstrap.http.serving.wsgi import HttpServer
 from bootstrap.plan import compile_plan
+from bootstrap.process import free_port  # noqa: F401 - the HTTP tests take it from here
 from bootstrap.state import Store
 from bootstrap.zone import load_zone
 
@@ -27,12 +28,6 @@ SECRET = "integration-node-secret"
 API_TOKEN = "integration-api-token"
 KERNEL = bytes(range(256)) * 64      # 16 KiB stand-ins for the image files
 INITRD = bytes(reversed(range(256))) * 128
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def loopback_zone(folder, port: int) -> str:

@@ -32,12 +32,6 @@ OUTAGE = 12.0   # seconds of outage to ride out: past the old 4 s exit, over two
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounts filesystems: needs root")
 
 
-def _free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
 def mounted(folder, *mount_args):
     """A filesystem mounted on ``folder`` for the test, unmounted after it."""
@@ -56,8 +50,9 @@ class Served:
     """``zone serve`` of the loopback lab zone, in a child process, on high ports."""
 
     def __init__(self, tmp_path, state: str):
-        self.port, self.dns, self.tftp, self.dhcp = (free_port(), _free_udp_port(),
-                                                     _free_udp_port(), _free_udp_port())
+        udp = socket.SOCK_DGRAM
+        self.port, self.dns, self.tftp, self.dhcp = (free_port(), free_port(udp),
+                                                     free_port(udp), free_port(udp))
         self.base = f"http://127.0.0.1:{self.port}"
         self.zone, self.state = loopback_zone(tmp_path, self.port), state
         self.log = open(tmp_path / "serve.log", "wb")  # beside, not on, the small disk
