@@ -10,10 +10,10 @@ import json
 import sys
 import time
 
-from .state import ORDER, Store, staleness
+from .lifecycle import FAILED, ORDER, NodeState
+from .state import Store, staleness
 
-STATES = ("planned", "discovered", "firmware", "booting", "installed", "configured", "ready",
-          "failed")
+STATES = (*ORDER["server"], FAILED)  # a pod's servers by state, in this order
 
 
 def snapshot(store: Store, zone_digest: str = "", events: int = 10) -> dict:
@@ -23,7 +23,7 @@ def snapshot(store: Store, zone_digest: str = "", events: int = 10) -> dict:
         servers = store.counts(pod=pod["name"], kind="server")
         total = sum(servers.values())
         pods.append({"name": pod["name"], "state": pod["state"], "reason": pod["reason"],
-                     "servers": total, "ready": servers.get("ready", 0),
+                     "servers": total, "ready": servers.get(NodeState.READY, 0),
                      "states": {s: servers[s] for s in STATES if s in servers},
                      "switches": store.counts(pod=pod["name"], kind="switch"),
                      "bmcs": store.counts(pod=pod["name"], kind="bmc")})

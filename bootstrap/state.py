@@ -34,6 +34,7 @@ from typing import Iterable
 from prometheus_client import Counter
 
 from .errors import InputError
+from .lifecycle import FAILED, legal  # noqa: F401 (legal is also imported from here)
 from .throttle import Throttle
 
 log = logging.getLogger("bootstrap.state")
@@ -49,14 +50,6 @@ PROBE_INTERVAL = 5.0    # seconds between write probes while writes are failing
 # Log lines about failing writes: one per minute and kind, the rest counted as suppressed.
 WRITE_LOG = Throttle(rate=1 / 60, burst=1)
 
-# Legal order of states per kind; moves go forward, to failed, or out of failed.
-ORDER = {
-    "server": ("planned", "discovered", "firmware", "booting", "installed", "configured", "ready"),
-    "bmc": ("planned", "discovered", "firmware", "ready"),
-    "switch": ("planned", "discovered", "ztp", "ready"),
-}
-POD_STATES = ("planned", "switches", "bmcs", "booting", "configuring", "ready", "failed")
-FAILED = "failed"
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # a ``data`` attribute name a finder may name
 
 SCHEMA = """
@@ -80,16 +73,6 @@ CREATE TABLE IF NOT EXISTS services (
 def default_path(zone_path: str) -> str:
     """Where a zone's state lives unless told: ``state/zone.db`` beside the zone file."""
     return os.path.join(os.path.dirname(os.path.abspath(zone_path)), "state", "zone.db")
-
-
-def legal(kind: str, current: str, new: str) -> bool:
-    """May a node of ``kind`` move from ``current`` to ``new``?"""
-    if new == FAILED or current == FAILED:
-        return new != current
-    order = ORDER.get(kind, ORDER["server"])
-    if new not in order or current not in order:
-        return False
-    return order.index(new) > order.index(current)
 
 
 class Store:

@@ -17,8 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
 
+from .lifecycle import ORDER
 from .plan import Plan
-from .state import ORDER, Store
+from .state import Store
 
 log = logging.getLogger("bootstrap.up")
 

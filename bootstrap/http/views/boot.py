@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from flask import Blueprint, request
 
+from ...lifecycle import INSTALLED, NodeState
 from ..core.access import api_token_ok
 from ..core.identify import identify, may_fetch
 from ..core.service import HttpService, client_address, current, forward, text
 
 bp = Blueprint("boot", __name__)
-DONE = ("installed", "configured", "ready")  # already installed: boot from disk
+DONE = INSTALLED  # already installed: boot from disk
 SELF = ("mac", "uuid", "serial")
 
 
@@ -43,7 +44,7 @@ def script(svc: HttpService, address: str | None, args, api: bool = False) -> st
         svc.event("ipxe-script", node.name, not trusted, address=address, by=how,
                   image=node.image)
         if trusted:
-            forward(svc, node, state, "booting", by=how)
+            forward(svc, node, state, NodeState.BOOTING, by=how)
     return script_for(svc, node, state)
 
 

@@ -17,7 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 from prometheus_client.parser import text_string_to_metric_families
 
 from ... import metrics as shared
-from ...state import FAILED, ORDER
+from ...lifecycle import FAILED, ORDER
 from ..core.service import current
 
 bp = Blueprint("metrics", __name__)
