@@ -1,7 +1,9 @@
 """``zone up``: walk every pod from metal to ``ready``, resumably.
 
-Services record facts (a lease, a ZTP fetch, a phone-home) as events; the
-:func:`reduce` function turns facts into node transitions. Each pod runs its
+Services record facts (a lease, a firmware update, a phone-home) as events; the
+:func:`reduce` function turns facts into node transitions by the rules of
+:mod:`bootstrap.lifecycle`, which says what moves a node and when a pod fails.
+This module is the only writer of pod state. Each pod runs its
 steps in order — switches → BMCs (firmware, one-time PXE, staggered power-on) →
 servers install → Ansible → ready — and every step is idempotent and decided
 from the stored state, so a run killed at any moment (SIGKILL included) picks up
@@ -17,35 +19,19 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .lifecycle import ORDER
+from .lifecycle import ORDER, NodeState, PodState, needed, pod_verdict, transitions
 from .plan import Plan
 from .state import Store
 
-log = logging.getLogger("bootstrap.up")
+S = NodeState
 
-# Event kind → (which node it moves, to which state). ``peer`` means the BMC's server.
-RULES = {
-    "lease": [("self", "discovered")],
-    "ztp-fetched": [("self", "ztp")],
-    "bmc-lease": [("peer", "discovered")],
-    "firmware-started": [("self", "firmware")],
-    "power-on": [("self", "booting")],
-    "phone-home": [("self", "installed")],
-}
+log = logging.getLogger("bootstrap.up")
 
 
 def reduce(plan: Plan, event: dict) -> list[tuple[str, str]]:
     """The transitions one event asks for: ``[(node name, new state)]``."""
     node = plan.nodes.get(event.get("node") or "")
-    if node is None:
-        return []
-    out = []
-    for target, state in RULES.get(event["kind"], ()):
-        name = node.name if target == "self" else node.peer
-        out.append((name, state))
-    if event["kind"] == "lease" and node.kind == "bmc":
-        out.append((node.peer, "discovered"))  # a server is found through its BMC's lease
-    return out
+    return [] if node is None else transitions(event["kind"], node)
 
 
 def apply_events(plan: Plan, store: Store, since: int) -> int:
@@ -85,7 +71,7 @@ class PodFlow:
     def at_least(self, kind: str, state: str) -> list[str]:
         order = ORDER[kind]
         return [name for name, s in self.states(kind).items()
-                if s != "failed" and order.index(s) >= order.index(state)]
+                if s != NodeState.FAILED and order.index(s) >= order.index(state)]
 
     def phase(self, state: str) -> None:
         if self.pod_state() != state:
@@ -106,65 +92,65 @@ class PodFlow:
             return self._run()
         except Exception as exc:  # one pod's failure never stops the others
             log.exception("pod %s failed", self.pod)
-            self.store.set_pod(self.pod, "failed", str(exc))
+            self.store.set_pod(self.pod, PodState.FAILED, str(exc))
             self.store.event("pod-failed", None, "up", pod=self.pod, reason=str(exc))
-            return "failed"
+            return PodState.FAILED
 
     def _run(self) -> str:
-        if self.settled("configured" if self.steps.configure else "installed"):
-            return "ready"
+        if self.settled(self.done()):
+            return PodState.READY
         switches = list(self.states("switch"))
-        self.phase("switches")
-        if not self.wait(lambda: len(self.at_least("switch", "ztp")) == len(switches),
+        self.phase(PodState.SWITCHES)
+        if not self.wait(lambda: len(self.at_least("switch", S.ZTP)) == len(switches),
                          self.steps.switch_wait):
             self.store.event("switches-pending", None, "up", pod=self.pod,
-                             pending=sorted(set(switches) - set(self.at_least("switch", "ztp"))))
-        self.store.advance([(name, "ready", {"cause": "ztp"}) for name in
-                            self.at_least("switch", "ztp")], source="up")
-        self.phase("bmcs")
-        if self.steps.bmcs and len(self.at_least("server", "booting")) < len(self.servers):
+                             pending=sorted(set(switches) - set(self.at_least("switch", S.ZTP))))
+        self.store.advance([(name, S.READY, {"cause": "ztp"}) for name in
+                            self.at_least("switch", S.ZTP)], source="up")
+        self.phase(PodState.BMCS)
+        if self.steps.bmcs and len(self.at_least("server", S.BOOTING)) < len(self.servers):
             self.steps.bmcs(self.pod)
-        self.phase("booting")
-        need = self.min_ready()
-        if not self.wait(lambda: len(self.at_least("server", "installed")) >= need,
+        self.phase(PodState.BOOTING)
+        need = needed(len(self.servers), self.plan.zone.up.min_ready)
+        if not self.wait(lambda: len(self.at_least("server", S.INSTALLED)) >= need,
                          self.steps.install_wait):
             if self.steps.stop.is_set():
-                return "stopped"
-            raise RuntimeError(f"only {len(self.at_least('server', 'installed'))} of "
+                return PodState.STOPPED
+            raise RuntimeError(f"only {len(self.at_least('server', S.INSTALLED))} of "
                                f"{len(self.servers)} servers installed; {need} needed")
         # Enough are up; stragglers still booting get a bounded grace to join this round.
-        self.wait(lambda: self.settled("installed", pod_ready=False), self.steps.straggler_wait)
-        self.phase("configuring")
-        if self.steps.configure and len(self.at_least("server", "ready")) < len(self.servers):
+        self.wait(lambda: self.settled(S.INSTALLED, pod_ready=False), self.steps.straggler_wait)
+        self.phase(PodState.CONFIGURING)
+        if self.steps.configure and len(self.at_least("server", S.READY)) < len(self.servers):
             self.steps.configure(self.pod)
         return self.finish()
+
+    def done(self) -> NodeState:
+        """The last state a server reaches before the pod is ready."""
+        return S.CONFIGURED if self.steps.configure else S.INSTALLED
 
     def pod_state(self) -> str:
         return next(p for p in self.store.pods() if p["name"] == self.pod)["state"]
 
     def settled(self, state: str, pod_ready: bool = True) -> bool:
         """Every server is at ``state`` or beyond, or failed (and the pod is ready)."""
-        if pod_ready and self.pod_state() != "ready":
+        if pod_ready and self.pod_state() != PodState.READY:
             return False
         states, done = self.states("server"), set(self.at_least("server", state))
-        return all(name in done or states[name] == "failed" for name in self.servers)
-
-    def min_ready(self) -> int:
-        share = self.plan.zone.up.min_ready
-        return max(1, -(-int(share * 1000) * len(self.servers) // 1000))
+        return all(name in done or states[name] == S.FAILED for name in self.servers)
 
     def finish(self) -> str:
-        done = "configured" if self.steps.configure else "installed"
-        configured = self.at_least("server", done)
-        for name in configured:
-            self.store.transition(name, "ready", source="up")
-        failed = len(self.servers) - len(configured)
-        if failed > self.plan.zone.up.max_failed * len(self.servers):
-            self.store.set_pod(self.pod, "failed", f"{failed} of {len(self.servers)} servers failed")
-            self.store.event("pod", None, "up", pod=self.pod, state="failed")
-            return "failed"
-        self.phase("ready")
-        return "ready"
+        states = self.states("server")
+        verdict, reason = pod_verdict([states.get(name, S.PLANNED) for name in self.servers],
+                                      self.done(), self.plan.zone.up.max_failed)
+        for name in self.at_least("server", self.done()):
+            self.store.transition(name, S.READY, source="up")
+        if verdict == PodState.FAILED:
+            self.store.set_pod(self.pod, verdict, reason)
+            self.store.event("pod", None, "up", pod=self.pod, state=verdict)
+        else:
+            self.phase(verdict)
+        return verdict
 
 
 def run_up(plan: Plan, store: Store, pods: list[str], steps: Steps, progress=None,

@@ -1,11 +1,12 @@
-"""The pod state machine with simulated service events (no namespaces)."""
+"""The pod state machine with simulated service events (no namespaces); the rules
+themselves are tested in test_lifecycle.py."""
 
 from __future__ import annotations
 
 import threading
 
 from bootstrap.state import Store
-from bootstrap.up import Steps, apply_events, reduce, run_up
+from bootstrap.up import Steps, apply_events, run_up
 
 
 def simulate_pod(plan, store, pod, fail=()):
@@ -29,13 +30,6 @@ def simulate_pod(plan, store, pod, fail=()):
 
     return Steps(bmcs=bmcs, configure=configure, switch_wait=0, install_wait=10,
                  straggler_wait=0.2, poll=0.01)
-
-
-def test_reduce_maps_facts_to_transitions(lab_plan):
-    assert reduce(lab_plan, {"kind": "lease", "node": "p01-u01-bmc"}) == \
-        [("p01-u01-bmc", "discovered"), ("p01-u01", "discovered")]
-    assert reduce(lab_plan, {"kind": "phone-home", "node": "p01-u02"}) == [("p01-u02", "installed")]
-    assert reduce(lab_plan, {"kind": "lease", "node": "nobody"}) == []
 
 
 def test_pod_reaches_ready(lab_plan, tmp_path):
