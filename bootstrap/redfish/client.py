@@ -24,11 +24,35 @@ import urllib3
 from redfish.rest.v1 import RetriesExhaustedError
 
 from ..errors import InputError
+from ..throttle import Throttle
 from .errors import BmcUnreachable, error_for
 
 log = logging.getLogger(__name__)
 # The library logs every request at INFO ("Attempt 1 of …"); that is our job, at DEBUG.
 logging.getLogger("redfish").setLevel(logging.WARNING)
+
+
+class _OneLine(logging.Filter):
+    """The library's own error records (a BMC's whole HTML 404 page among them, on
+    stderr when no handler is set) become one line of ours: the first line of the
+    message, cut short, and throttled (what a BMC sends is not ours to repeat)."""
+
+    throttle = Throttle(rate=1.0, burst=20)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        text = record.getMessage().strip().splitlines()
+        if self.throttle.allow("redfish-library"):
+            log.warning("redfish library: %s", _printable(text[0] if text else "")[:200])
+        return False
+
+
+def _printable(text: str) -> str:
+    return "".join(c if c.isprintable() else "?" for c in text)
+
+
+logging.getLogger("redfish.rest.v1").addFilter(_OneLine())   # a filter is per logger
 
 
 @dataclass(frozen=True)
@@ -182,14 +206,17 @@ class BmcClient:
     def get(self, path: str, what: str | None = None) -> dict:
         return self.request("GET", path, what=what).body
 
-    def post(self, path: str, body: dict, what: str | None = None, settled=None) -> Answer:
-        return self.request("POST", path, body, what=what, settled=settled)
+    def post(self, path: str, body, what: str | None = None, settled=None,
+             headers: dict | None = None) -> Answer:
+        """``body``: a dict (JSON), bytes (octet stream) or, with ``headers`` naming
+        multipart/form-data, a dict of parts (the library encodes it)."""
+        return self.request("POST", path, body, what=what, settled=settled, headers=headers)
 
     def patch(self, path: str, body: dict, what: str | None = None) -> Answer:
         return self.request("PATCH", path, body, what=what)
 
     def request(self, method: str, path: str, body: dict | None = None,
-                what: str | None = None, ok=(), settled=None) -> Answer:
+                what: str | None = None, ok=(), settled=None, headers=None) -> Answer:
         """One request, repeated while its failure is transient and repeating is safe.
 
         HTTP errors raise (statuses in ``ok`` are returned instead). ``settled``
@@ -201,7 +228,7 @@ class BmcClient:
         repeatable = method in _IDEMPOTENT or settled is not None
         pauses = self.policy.pauses(self._rand)
         for attempt in range(1, self.policy.retries + 2):
-            answer, failure = self._once(method, path, body, what, ok)
+            answer, failure = self._once(method, path, body, what, ok, headers)
             if failure is None:
                 return answer
             if attempt > self.policy.retries or not _worth_repeating(failure, repeatable):
@@ -215,14 +242,16 @@ class BmcClient:
                 return done
         raise AssertionError("unreachable")
 
-    def _once(self, method: str, path: str, body, what: str, ok) -> tuple:
+    def _once(self, method: str, path: str, body, what: str, ok, headers=None) -> tuple:
         """(answer, None) or (None, the failure): one attempt, nothing repeated."""
         if self._rf is None:
             failure = BmcUnreachable("not connected", self.name)
             failure.final = True    # a bug of the caller's: waiting will not connect it
             return None, failure
         try:
-            resp = self._rf._rest_request(path, method=method, body=body)
+            # a copy: the library writes the multipart boundary into the dict it is given
+            resp = self._rf._rest_request(path, method=method, body=body,
+                                          headers=dict(headers) if headers else None)
         except RetriesExhaustedError as exc:
             return None, _unreachable(exc.__cause__, self.name, what)
         answer = Answer(resp.status, _json(resp), _headers(resp.getheaders()))

@@ -16,6 +16,7 @@ class RedfishError(WorkError):
 
     status: int | None = None        # the HTTP status it stands for, when it came from one
     retry_after: float | None = None  # seconds the BMC asked us to wait (Retry-After)
+    messages: tuple = ()              # (MessageId, MessageArgs) pairs of the BMC's error body
 
     def __init__(self, message: str = "", bmc: str = "?", **fields):
         super().__init__(message, bmc=bmc, **fields)
@@ -26,8 +27,16 @@ class RedfishError(WorkError):
         if attempts < 2:
             return self
         again = type(self)(f"{self.message} (gave up after {attempts} attempts)", self.bmc)
-        again.status = self.status
+        again.status, again.messages = self.status, self.messages
         return again
+
+    def names(self, word: str) -> bool:
+        """Whether one of the BMC's messages is about ``word`` (a parameter or value)."""
+        return any(word in str(arg) for _id, args in self.messages for arg in args)
+
+    def says(self, suffixes) -> bool:
+        """Whether a MessageId ends with one of ``suffixes`` (registry and version vary)."""
+        return any(mid.rsplit(".", 1)[-1] in suffixes for mid, _args in self.messages)
 
 
 class BmcUnreachable(RedfishError):
@@ -92,6 +101,22 @@ def bmc_message(body) -> str:
     return text or str(err.get("message") or err.get("code") or "")
 
 
+def message_ids(body) -> tuple:
+    """(MessageId, MessageArgs) of every message in a Redfish error body."""
+    if not isinstance(body, dict):
+        return ()
+    err = body.get("error")
+    found = err.get("@Message.ExtendedInfo") if isinstance(err, dict) else body.get("Messages")
+    if isinstance(err, dict) and err.get("code") and not isinstance(found, list):
+        found = [{"MessageId": err["code"]}]
+    return tuple((str(m.get("MessageId", "")), _args(m.get("MessageArgs")))
+                 for m in found or () if isinstance(m, dict))
+
+
+def _args(args) -> tuple:
+    return tuple(args) if isinstance(args, list) else ()
+
+
 def _messages_text(messages) -> str:
     if not isinstance(messages, list):
         return ""
@@ -104,7 +129,7 @@ def error_for(status: int, body, bmc: str, what: str) -> RedfishError | None:
     if status < 400:
         return None
     exc = _error_class(status)(_error_text(status, body, what), bmc)
-    exc.status = status
+    exc.status, exc.messages = status, message_ids(body)
     return exc
 
 

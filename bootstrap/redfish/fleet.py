@@ -16,11 +16,11 @@ from .client import (Answer, BmcClient, Credentials, Endpoint, Policy, Tls, endp
                      load_credentials, tls_settings)
 from .errors import RedfishError, VerifyFailed, passing
 from .images import image_url
-from .managers import manager_firmware
+from .managers import host_interface_nics, manager_firmware
 from .rollout import Limits, run_bounded
 from .systems import System, find_system, mac_addresses, read_system, reset, set_boot_once
 from .tasks import Backoff, follow
-from .update_service import InventoryIndex, simple_update
+from .update_service import Image, InventoryIndex, choose, read_offer, shown, update
 
 
 INVENTORY, FALLBACK = "FirmwareInventory", "system/manager"
@@ -57,6 +57,7 @@ class Firmware:
     lookup: dict     # lower-case Name and Id → version (what the baseline is matched with)
     targets: dict    # lower-case Name and Id → inventory item path, for SimpleUpdate Targets
     source: str      # FirmwareInventory | system/manager
+    owners: dict = field(default_factory=dict)   # lower-case Name and Id → its system or manager
 
 
 @dataclass
@@ -82,17 +83,27 @@ class Discovery:
 def read_firmware(client, system: System, index: InventoryIndex) -> Firmware:
     """FirmwareInventory where the BMC has it, else ``BiosVersion`` and the manager's
     ``FirmwareVersion``."""
-    items = index.items(client, system.path)
+    items = index.items(client, system.owners)
+    manager = system.managers[0] if system.managers else None
     if items is None:
         found = {"BIOS": system.bios_version, "BMC": manager_firmware(client, system)}
         versions = {k: v for k, v in found.items() if v}
-        return Firmware(versions, {k.lower(): v for k, v in versions.items()}, {}, FALLBACK)
-    versions, lookup, targets = {}, {}, {}
-    for item in items:
-        versions[item.name or item.id] = item.version
-        for key in {item.name.lower(), item.id.lower()} - {""}:
-            lookup[key], targets[key] = item.version, item.path
-    return Firmware(versions, lookup, targets, INVENTORY)
+        return Firmware(versions, {k.lower(): v for k, v in versions.items()}, {}, FALLBACK,
+                        {"bios": system.path, "bmc": manager})
+    chosen = choose(items)
+    owners = {k: _owner(item, system, manager) for k, item in chosen.items()}
+    return Firmware(shown(items), {k: i.version for k, i in chosen.items()},
+                    {k: i.path for k, i in chosen.items()}, INVENTORY, owners)
+
+
+def _owner(item, system: System, manager: str | None) -> str:
+    """The system or manager an item relates to (a Manager for BMC firmware)."""
+    for related in item.related:
+        if related == system.path.rstrip("/"):
+            return system.path
+        if manager and related == manager.rstrip("/"):
+            return manager
+    return system.path
 
 
 def discover_node(settings: Settings, bmc, client: BmcClient | None = None,
@@ -104,10 +115,15 @@ def discover_node(settings: Settings, bmc, client: BmcClient | None = None,
         system = find_system(client, client.endpoint.system)
         return Discovery(bmc.name, client.endpoint, system,
                          read_firmware(client, system, settings.index),
-                         mac_addresses(client, system) if macs else [])
+                         nics(client, system) if macs else [])
     finally:
         if own:
             client.close()
+
+
+def nics(client, system: System) -> list:
+    """The system's MACs without its Redfish host interface."""
+    return mac_addresses(client, system, host_interface_nics(client, system))
 
 
 @dataclass
@@ -118,7 +134,7 @@ class NodeResult:
     discovery: Discovery | None = None
 
 
-def update_node(settings: Settings, bmc, image_urls: dict, recorder) -> NodeResult:
+def update_node(settings: Settings, bmc, images: dict, recorder) -> NodeResult:
     """Bring one BMC to its baseline: skip if compliant, else update, apply, verify."""
     entries, began = catalog.baseline(settings.zone, bmc), time.monotonic()
     with settings.client(bmc) as client:
@@ -128,15 +144,16 @@ def update_node(settings: Settings, bmc, image_urls: dict, recorder) -> NodeResu
         todo = catalog.drift(steps)
         # The first update starts before the NICs are read: the BMC is busy for
         # minutes anyway, and every request saved here shortens the whole rollout.
-        ref = _submit(settings, client, found, todo[0], image_urls) if todo else None
-        found.macs = mac_addresses(client, found.system)
+        offer = read_offer(client) if todo else None
+        ref = _submit(settings, client, found, todo[0], images, offer) if todo else None
+        found.macs = nics(client, found.system)
         recorder.discovered(bmc, found)
         if not todo:
             recorder.compliant(bmc, steps)
             return result
         recorder.updating(bmc, todo)
         for i, step in enumerate(todo):
-            ref = ref if i == 0 else _submit(settings, client, found, step, image_urls)
+            ref = ref if i == 0 else _submit(settings, client, found, step, images, offer)
             _finish(settings, client, found, step, ref, recorder)
         result.discovery = _verify(settings, client, bmc, found, entries)
         result.updated = [s.component for s in todo]
@@ -145,19 +162,21 @@ def update_node(settings: Settings, bmc, image_urls: dict, recorder) -> NodeResu
         return result
 
 
-def _submit(settings, client, found: Discovery, step, image_urls: dict):
-    """POST SimpleUpdate for one component, targeting its inventory item where known.
+def _submit(settings, client, found: Discovery, step, images: dict, offer):
+    """Send the update for one component the way the BMC offers, targeting its
+    inventory item, else the system or manager it relates to (see :func:`.update`).
 
     A POST whose answer was lost is repeated only after a look at the component:
     already at its target, it counts as done (verification still follows).
     """
-    target = found.fw.targets.get(step.component.lower(), found.system.path)
+    key = step.component.lower()
 
     def settled():
         now = _reread(settings, client, found).fw.lookup.get(step.component.lower())
         return Answer(204, {}, {}) if now == step.target else None
 
-    return simple_update(client, image_urls[step.firmware], [target], settled)
+    return update(client, offer, images[step.firmware], found.fw.targets.get(key),
+                  found.fw.owners.get(key) or found.system.path, settled)
 
 
 def _finish(settings, client, found: Discovery, step, ref, recorder) -> None:
@@ -228,7 +247,7 @@ def apply_all(settings: Settings, nodes, images: dict, base_url: str, recorder,
               on_done=None) -> dict:
     """Rolling update of every node; returns name → ("ok", NodeResult) | ("error", exc)."""
     by_name = {n.name: n for n in nodes}
-    urls = {name: image_url(base_url, image) for name, image in images.items()}
+    urls = {name: Image(image_url(base_url, image), image.path) for name, image in images.items()}
     return run_bounded(jobs_for(nodes),
                        lambda name: update_node(settings, by_name[name], urls, recorder),
                        settings.limits, _failing(by_name, recorder, on_done))

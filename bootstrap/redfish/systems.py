@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from .client import Answer
-from .errors import BmcRefused
+from .errors import BmcRefused, ResourceMissing
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,14 @@ class System:
     reset_target: str
     reset_types: tuple
     boot_targets: tuple
+    boot_props: frozenset = frozenset()   # the Boot properties the BMC lists
+    chassis: tuple = ()
+
+    @property
+    def owners(self) -> frozenset:
+        """What a FirmwareInventory item of this system may relate to: the system,
+        its managers (BMC firmware) and its chassis; without trailing slashes."""
+        return frozenset(p.rstrip("/") for p in (self.path, *self.managers, *self.chassis))
 
     @classmethod
     def from_json(cls, body: dict) -> "System":
@@ -36,7 +45,9 @@ class System:
             nics_path=_id(body.get("EthernetInterfaces")),
             reset_target=actions.get("target") or f"{path}/Actions/ComputerSystem.Reset",
             reset_types=tuple(actions.get("ResetType@Redfish.AllowableValues") or ()),
-            boot_targets=tuple(boot.get("BootSourceOverrideTarget@Redfish.AllowableValues") or ()))
+            boot_targets=tuple(boot.get("BootSourceOverrideTarget@Redfish.AllowableValues") or ()),
+            boot_props=frozenset(k.split("@", 1)[0] for k in boot),
+            chassis=tuple(_ids(body.get("Links", {}).get("Chassis"))))
 
 
 def _id(link) -> str | None:
@@ -69,16 +80,49 @@ def find_system(client, system: str) -> System:
     return read_system(client, paths[0])
 
 
-def mac_addresses(client, system: System) -> list:
-    """Every NIC's MAC address, lower case, in the BMC's order."""
-    if not system.nics_path:
-        return []
+def optional(client, path: str | None, what: str):
+    """A sub-resource the flow can do without: its JSON, or None when absent (404)."""
+    if not path:
+        return None
+    try:
+        return client.get(path, what)
+    except ResourceMissing:
+        return None
+
+
+_MAC = re.compile(r"^[0-9a-f]{2}([:-][0-9a-f]{2}){5}$")
+
+
+def clean_mac(value) -> str | None:
+    """``aa:bb:cc:dd:ee:ff`` from a Redfish MAC, or None when it is no usable MAC."""
+    mac = str(value or "").strip().lower()
+    if not _MAC.match(mac):
+        return None
+    mac = mac.replace("-", ":")
+    return None if mac in ("00:00:00:00:00:00", "ff:ff:ff:ff:ff:ff") else mac
+
+
+def host_interface_nic(nic: dict) -> bool:
+    """The Redfish host interface (the host's USB/LAN link to its own BMC) by its name."""
+    words = (nic.get("Id"), nic.get("Name"), nic.get("Description"))
+    return any("hostinterface" in re.sub(r"[^a-z]", "", str(w or "").lower()) for w in words)
+
+
+def mac_addresses(client, system: System, skip=frozenset()) -> list:
+    """Every NIC's MAC address, lower case, in the BMC's order, once each; without
+    the host interface (named so, or one of ``skip``, the paths the managers link)
+    and absent NICs (404) skipped."""
+    listing = optional(client, system.nics_path, "ethernet interfaces")
     macs = []
-    for path in members(client.get(system.nics_path, "ethernet interfaces")):
-        nic = client.get(path, "ethernet interface")
-        mac = nic.get("MACAddress") or nic.get("PermanentMACAddress")
-        if mac:
-            macs.append(mac.lower())
+    for path in members(listing or {}):
+        if path.rstrip("/") in skip:
+            continue
+        nic = optional(client, path, "ethernet interface")
+        if not nic or host_interface_nic(nic):
+            continue
+        mac = clean_mac(nic.get("MACAddress") or nic.get("PermanentMACAddress"))
+        if mac and mac not in macs:
+            macs.append(mac)
     return macs
 
 
@@ -91,9 +135,11 @@ def boot_once_body(target: str, uri: str | None = None) -> dict:
 
 
 def choose_boot(system: System, uri: str | None) -> tuple:
-    """PXE, or UEFI HTTP boot when a URI is given and the BMC offers it."""
+    """PXE, or UEFI HTTP boot when a URI is given and the BMC offers it; the URI
+    only goes in when the Boot object lists ``HttpBootUri`` (else the BMC refuses
+    the property, and the firmware learns the URI from DHCP instead)."""
     if uri and "UefiHttp" in system.boot_targets:
-        return "UefiHttp", uri
+        return "UefiHttp", (uri if "HttpBootUri" in system.boot_props else None)
     if system.boot_targets and "Pxe" not in system.boot_targets:
         raise BmcRefused(f"boot override to Pxe not offered (allowed: {', '.join(system.boot_targets)})")
     return "Pxe", None

@@ -38,7 +38,10 @@ def test_boot_choice_and_body():
     # The recorded system is legacy BIOS: no UefiHttp offered, so a URI falls back to PXE.
     assert systems.choose_boot(s, "http://x/boot.efi") == ("Pxe", None)
     uefi = systems.System(**{**s.__dict__, "boot_targets": ("Pxe", "UefiHttp")})
-    assert systems.choose_boot(uefi, "http://x/b.efi") == ("UefiHttp", "http://x/b.efi")
+    # HttpBootUri goes only to a BMC whose Boot object lists it
+    assert systems.choose_boot(uefi, "http://x/b.efi") == ("UefiHttp", None)
+    uri = systems.System(**{**uefi.__dict__, "boot_props": frozenset({"HttpBootUri"})})
+    assert systems.choose_boot(uri, "http://x/b.efi") == ("UefiHttp", "http://x/b.efi")
     assert systems.boot_once_body("Pxe") == {
         "Boot": {"BootSourceOverrideEnabled": "Once", "BootSourceOverrideTarget": "Pxe"}}
     no_pxe = systems.System(**{**s.__dict__, "boot_targets": ("Hdd",)})
@@ -60,7 +63,7 @@ def test_inventory_item_belongs_to_its_system_only():
     item = update_service.Item.from_json(recorded("ext_inventory_item"))
     system = item.related[0]
     assert item.is_component("bios") and item.version == "1.0.0"
-    assert item.belongs_to(system) and not item.belongs_to("/redfish/v1/Systems/other")
+    assert item.belongs_to({system}) and not item.belongs_to({"/redfish/v1/Systems/other"})
     alone = update_service.Item("/x", "BIOS", "BIOS", "1", ())
     assert alone.belongs_to("/anything")   # a one-system BMC names no RelatedItem
 
