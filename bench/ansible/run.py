@@ -4,10 +4,10 @@ appliance's event handling costs over a bare ``ansible-playbook`` run.
     python3 bench/ansible/run.py [--sizes 2 4 8] [--repeat 3] [--json OUT]
 
 For each N: a one-pod zone of N servers (u01 sdn, u02 storage, the rest
-hypervisors), N fresh targets (bootstrap/lab/targets.py: debootstrapped
+hypervisors), N fresh targets (zonelab/targets.py: debootstrapped
 Debian 12 in namespaces over SSH), then
 
-* converge: the appliance's handoff (``bootstrap.ansible.configure``) on the fresh
+* converge: the appliance's handoff (``bootstrap.up.configure``) on the fresh
   targets: wall time, events, changed tasks;
 * overhead: the same, now idempotent, playbook on the same targets, alternately
   through the appliance and through bare ``ansible-playbook`` with the same
@@ -35,6 +35,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "integration")]
 
 import targets as tg  # noqa: E402
 from bootstrap import ansible as handoff  # noqa: E402
+from bootstrap import up  # noqa: E402
 from bootstrap.plan import compile_plan  # noqa: E402
 from bootstrap.render import inventory  # noqa: E402
 from bootstrap.state import Store  # noqa: E402
@@ -85,7 +86,7 @@ class Timed:
 def appliance(plan, store, opts) -> dict:
     with Timed() as timed:
         t = time.perf_counter()
-        result = handoff.configure(plan, [POD], store, opts)[POD]
+        result = up.configure(plan, [POD], store, opts)[POD]
         wall = time.perf_counter() - t
     assert result.ok, result.as_dict()
     return {"seconds": wall, "handler_seconds": timed.seconds, "events": timed.events,

@@ -11,10 +11,8 @@ from ..errors import InputError, WorkError
 from ..progress import Progress, pod_line, snapshot
 from ..serve import ServeOptions, Services
 from ..up import Steps, run_up
-from ..up_steps import bmc_step, configure_step
+from ..up_steps import Hooks, announce_resumed, bmc_step, configure_step
 from ._args import json_arg, load_plan, open_store, pod_arg, state_arg, zone_arg
-
-INSTALLED = ("installed", "configured", "ready")   # a lab server whose OS runs
 
 
 def register(sub) -> None:
@@ -60,14 +58,18 @@ def cmd_up(args) -> int:
         services = Services(plan, store, ServeOptions(bind=args.bind))
         services.start()
     try:
-        steps = Steps(bmcs=bmc_step(plan, store, args), stop=stop,
-                      configure=None if args.no_configure else configure_step(plan, store, args),
-                      switch_wait=args.switch_wait, install_wait=args.install_wait,
-                      straggler_wait=args.straggler_wait)
-        return _drive(args, plan, store, pods, steps)
+        return _drive(args, plan, store, pods, _steps(args, plan, store, stop, Hooks()))
     finally:
         if services:
             services.stop()
+
+
+def _steps(args, plan, store, stop, hooks: Hooks, inventories=()) -> Steps:
+    return Steps(bmcs=bmc_step(plan, store, args, hooks), stop=stop,
+                 configure=None if args.no_configure else
+                 configure_step(plan, store, args, inventories),
+                 switch_wait=args.switch_wait, install_wait=args.install_wait,
+                 straggler_wait=args.straggler_wait)
 
 
 def _drive(args, plan, store, pods, steps) -> int:
@@ -89,8 +91,21 @@ def _drive(args, plan, store, pods, steps) -> int:
     return 0
 
 
+def _lab_module(name: str):
+    """A module of the lab package, which ships beside the product but is not part of it."""
+    import importlib
+
+    try:
+        return importlib.import_module(f"zonelab.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not exc.name.startswith("zonelab"):
+            raise
+        raise InputError("--lab needs the zonelab package, which this installation lacks: "
+                         "install zone-bootstrap from its source tree (pip install .)") from None
+
+
 def _up_lab(args, plan, store, pods, stop) -> int:
-    from ..lab.topology import Lab
+    Lab = _lab_module("topology").Lab
 
     if len(pods) != 1:
         raise InputError("--lab builds one pod: give --pod P or a zone with one pod")
@@ -106,19 +121,11 @@ def _up_lab(args, plan, store, pods, stop) -> int:
         inventories = () if args.no_configure else lab.start_targets()
         lab.enter_controller()
         lab.start_bmcs()
-        for node in store.nodes(pod=pods[0], kind="server"):
-            if node["state"] == "booting":  # resumed: it was booting when we stopped
-                lab.boot(node["name"])
-            elif node["state"] in INSTALLED:  # resumed: its OS is back, for Ansible
-                lab.resume_installed(node["name"])
+        announce_resumed(store, pods, lab)
         print(f"lab {lab.prefix}: status page: sudo ip netns exec {lab.ctl} "
               f"curl {plan.zone.controller_url}/ ; logs in {workdir}", flush=True)
         args.switch_wait = args.switch_wait or 60.0  # the lab's switches do ZTP for real
-        steps = Steps(bmcs=bmc_step(plan, store, args, lab=lab), stop=stop,
-                      configure=None if args.no_configure else configure_step(plan, store, args, inventories),
-                      switch_wait=args.switch_wait, install_wait=args.install_wait,
-                      straggler_wait=args.straggler_wait)
-        return _drive(args, plan, store, pods, steps)
+        return _drive(args, plan, store, pods, _steps(args, plan, store, stop, lab, inventories))
     finally:
         lab.close()
 
@@ -137,9 +144,7 @@ def _install_payload(plan) -> None:
     """The lab VMs boot a kernel and initrd built here, where the zone's image names them."""
     import shutil
 
-    from ..lab.vm import build_payload
-
-    kernel, initrd = build_payload()
+    kernel, initrd = _lab_module("vm").build_payload()
     for image in plan.zone.images.values():
         for src, rel in ((kernel, image.kernel), (initrd, image.initrd)):
             dest = plan.zone.path(rel)

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from bootstrap.lab.netns import leftovers
+from zonelab.netns import leftovers
 from bootstrap.plan import compile_plan
 from bootstrap.state import Store
 from bootstrap.zone import load_zone

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from bootstrap.lab.topology import Lab
-from bootstrap.lab.vm import build_payload
+from zonelab.topology import Lab
+from zonelab.vm import build_payload
 from bootstrap.plan import compile_plan
 from bootstrap.state import Store
 from bootstrap.zone import load_zone

@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from bootstrap.lab.topology import OWNER, Lab
+from zonelab.topology import OWNER, Lab
 from http_peers import LAB, curl, free_port, loopback_zone
 
 SECRET = "a-node-secret-that-must-stay-in-memory"
@@ -76,7 +76,7 @@ def _up(port: int) -> bool:
 
 KILLED_RUN = """
 import os, signal, sys
-from bootstrap.lab.topology import Lab
+from zonelab.topology import Lab
 from bootstrap.plan import compile_plan
 from bootstrap.zone import load_zone
 Lab(compile_plan(load_zone(sys.argv[1])), "p01", sys.argv[2])

@@ -16,7 +16,8 @@ import subprocess
 import tempfile
 import time
 
-from ..errors import WorkError
+from bootstrap.errors import WorkError
+
 
 CACHE = "/var/cache/zone-bootstrap/pxe"
 MODULES = ("kernel/drivers/virtio/virtio_ring.ko", "kernel/drivers/virtio/virtio.ko",

@@ -23,11 +23,13 @@ import subprocess
 import sys
 import time
 
-from ..errors import InputError, WorkError
-from ..plan import Plan
+from bootstrap.errors import InputError, WorkError
+from bootstrap.plan import Plan
+from bootstrap.up_steps import Hooks
+
 from .netns import Netns, enter, ip, leftovers, reap, run_in
 
-log = logging.getLogger("bootstrap.lab")
+log = logging.getLogger("zonelab")
 AGENT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "agent.sh")
 NEEDS = ("ip", "dhcrelay", "busybox", "curl")
 
@@ -87,7 +89,12 @@ def _has_mounts(path: str) -> bool:
         return any(line.split()[1].startswith(path + "/") for line in fh if line.strip())
 
 
-class Lab:
+INSTALLED = ("installed", "configured", "ready")   # a lab server whose OS runs
+
+
+class Lab(Hooks):
+    """One pod's hardware, simulated; as zone up's :class:`Hooks` it powers servers on."""
+
     def __init__(self, plan: Plan, pod: str, workdir: str, prefix: str | None = None,
                  vm_units=()):
         self.plan, self.pod, self.workdir = plan, pod, workdir
@@ -330,6 +337,15 @@ class Lab:
         ns, subnet = f"{self.prefix}-u{node.unit:02d}", self.plan.subnet(node)
         ip("addr", "replace", f"{node.address}/{subnet.prefix}", "dev", "eth0", ns=ns)
         ip("route", "replace", "default", "via", subnet.gateway, "dev", "eth0", ns=ns)
+
+    def powered_on(self, server: str) -> None:
+        self.boot(server)
+
+    def resumed(self, server: str, state: str) -> None:
+        if state == "booting":  # it was booting when the earlier run stopped
+            self.boot(server)
+        elif state in INSTALLED:  # its OS is back, for Ansible
+            self.resume_installed(server)
 
     def agent_failed(self, name: str) -> bool:
         proc = self.agents.get(name)

@@ -28,7 +28,7 @@ import yaml
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 EXTENSION = os.path.join(HERE, "sushy_ext.py")
-ROOT = os.path.dirname(os.path.dirname(HERE))  # the checkout: examples/ lives there
+ROOT = os.path.dirname(HERE)  # the checkout: examples/ lives there
 LAB_ZONE = os.path.join(ROOT, "examples", "lab.yml")
 
 CONFIG = '''\
