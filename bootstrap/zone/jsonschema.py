@@ -18,12 +18,12 @@ from .parse import CORE_CIRCUIT_FIELDS, DEFAULT_CIRCUIT, MAX_DOMAIN, NAMING_FIEL
 
 ROOT = "zone file"          # how the parser names the top mapping
 SCHEMA_ID = "https://zone-bootstrap.invalid/zone-file.schema.json"
-# No text may hold what could break a rendered script (schema.UNSAFE); written so that
-# both Python's re and ECMA-262 (what editors run) read it alike.
-_UNSAFE_CLASS = r"""\x00-\x1f\x7f-\x9f\u2028\u2029"'\\`$"""
-SAFE = rf"^[^{_UNSAFE_CLASS}]*$"
-PATH_SAFE = rf"^[^{_UNSAFE_CLASS}\s]*$"          # a file the zone names: no spaces either
-CMDLINE_SAFE = rf"^[^{_UNSAFE_CLASS}|&]*$"       # iPXE reads | and & as operators
+# No text may hold what could break a rendered script (schema.UNSAFE): a class written
+# so that Python's re and ECMA-262 (what editors run) read it alike, used as "must not
+# contain" (a search), since "$" would let a trailing newline through in Python.
+UNSAFE_CLASS = r"""\x00-\x1f\x7f-\x9f\u2028\u2029"'\\`$"""
+PATH_FORBIDS = r"\s"               # a file the zone names: no spaces either
+CMDLINE_FORBIDS = "|&"             # iPXE reads | and & as operators
 _OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 IPV4 = rf"^({_OCTET}\.){{3}}{_OCTET}$"
 IPV4_OR_CIDR = rf"^({_OCTET}\.){{3}}{_OCTET}(/(3[0-2]|[12]?[0-9]))?$"
@@ -45,10 +45,14 @@ def _with_field(names) -> str:
     return r"\{(%s)[:}]" % "|".join(names)
 
 
-def text(description: str, pattern: str = SAFE, **extra) -> dict:
-    """A text value; the parser also takes a number and reads it as text."""
-    return {"type": ["string", "number"], "pattern": pattern, "description": description,
-            **extra}
+def text(description: str, pattern: str | None = None, forbids: str = "", **extra) -> dict:
+    """A text value without the characters a script could trip on (and ``forbids``),
+    matching ``pattern`` if given; the parser also takes a number and reads it as text."""
+    out = {"type": ["string", "number"], "description": description,
+           "not": {"pattern": f"[{UNSAFE_CLASS}{forbids}]"}, **extra}
+    if pattern is not None:
+        out["pattern"] = pattern
+    return out
 
 
 def name(description: str, pattern=NAME, **extra) -> dict:
@@ -69,7 +73,7 @@ def number(description: str, low: float, high: float, default: float) -> dict:
             "description": description}
 
 
-def strings(description: str, pattern: str = SAFE) -> dict:
+def strings(description: str, pattern: str) -> dict:
     return {"type": "array", "items": {"type": "string", "pattern": pattern},
             "description": description}
 
@@ -95,7 +99,7 @@ RELAY = {"enum": list(RELAY_PRESETS), "description": "the NOS whose relay writes
 def _circuit(fields, **extra) -> dict:
     return text(f"circuit-id template: one of {_fields(PORT_FIELDS)}, else only "
                 f"{_fields(fields[len(PORT_FIELDS):])}",
-                allOf=[{"pattern": _with_field(PORT_FIELDS)}], **extra)
+                _with_field(PORT_FIELDS), **extra)
 
 
 def _remote(fields) -> dict:
@@ -163,17 +167,17 @@ def _sections() -> dict:
                                                     "outside the zone", IPV4)}),
         "ntp": strings("NTP servers (IPv4) handed out by DHCP", IPV4),
         "naming": text(f"server host name template: {{unit}}, optionally "
-                       f"{_fields(NAMING_FIELDS[:-1])}", SAFE, default="{pod}-u{unit:02d}",
-                       allOf=[{"pattern": _with_field(("unit",))}]),
+                       f"{_fields(NAMING_FIELDS[:-1])}", _with_field(("unit",)),
+                       default="{pod}-u{unit:02d}"),
         "images": named("boot images, by name", mapping("a kernel and initrd iPXE boots", {
-            "kernel": text("kernel path, relative to the zone file", PATH_SAFE),
-            "initrd": text("initrd path, relative to the zone file", PATH_SAFE),
-            "cmdline": text("extra kernel command line", CMDLINE_SAFE, default=""),
+            "kernel": text("kernel path, relative to the zone file", forbids=PATH_FORBIDS),
+            "initrd": text("initrd path, relative to the zone file", forbids=PATH_FORBIDS),
+            "cmdline": text("extra kernel command line", forbids=CMDLINE_FORBIDS, default=""),
         }, ("kernel", "initrd"))),
         "firmware": named("firmware packages, by name", mapping("a firmware image", {
             "component": text("the Redfish inventory component (BIOS, BMC...)"),
             "version": text("the version the component must report"),
-            "image": text("image path, relative to the zone file", PATH_SAFE),
+            "image": text("image path, relative to the zone file", forbids=PATH_FORBIDS),
             "sha256": text("the image's sha256 (64 hex digits)", SHA256),
         }, ("component", "version", "image", "sha256"))),
         "credentials": mapping("credentials, never in clear text", {
