@@ -2,13 +2,14 @@
 
 Each run is limited to its pod (group ``pod_<pod>``); pods run in parallel up to
 a bound. Every runner event about a host becomes a node event in the state
-store (task started, ok / changed / failed / unreachable), the play recap per
-host decides the node's state (``configured`` or ``failed``), and a pod fails
-only when more than the zone's ``up.max_failed`` share of its servers failed.
+store (task started, ok / changed / failed / unreachable), and the play recap
+per host gives its outcome (``configured`` or ``failed``, with the reason).
 
-The mapping from runner events to node events and outcomes is pure
-(:func:`node_event`, :func:`recap`, :func:`pod_verdict`); :func:`configure_pod`
-and :func:`configure` are the thin adapter around ``ansible_runner.run``.
+This module records task events only: it returns the outcomes, and
+:func:`bootstrap.up.configure_pod` moves the nodes and decides the pod (the verdict
+of :mod:`bootstrap.lifecycle`). The mapping from runner events to node events and
+outcomes is pure (:func:`node_event`, :func:`recap`); :func:`configure_pod` is the
+thin adapter around ``ansible_runner.run``.
 """
 
 from __future__ import annotations
@@ -17,13 +18,13 @@ import logging
 import os
 import shlex
 import shutil
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
 import ansible_runner
 
+from .lifecycle import NodeState
 from .plan import Plan
 from .render import inventory
 from .render.inventory import group_name
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 PLAYBOOKS = Path(__file__).resolve().parent.parent / "playbooks"
 SOURCE = "ansible"
 EVENT_KIND = "ansible"
-CONFIGURED, FAILED = "configured", "failed"
+CONFIGURED, FAILED = NodeState.CONFIGURED, NodeState.FAILED
 MAX_MESSAGE = 500
 MAX_FORKS = 50
 
@@ -67,7 +68,7 @@ class HostOutcome:
 @dataclass
 class PodResult:
     pod: str
-    ok: bool
+    ok: bool | None               # the pod's verdict (bootstrap.up fills it in)
     reason: str | None
     hosts: dict                   # name -> HostOutcome
     status: str = ""              # the runner's status: successful, failed, timeout, …
@@ -135,17 +136,6 @@ def recap(hosts: Iterable[str], stats: dict | None, errors: dict,
           run_error: str | None = None) -> dict:
     """Every host of the pod -> :class:`HostOutcome`."""
     return {h: host_outcome(h, stats, errors, run_error) for h in hosts}
-
-
-def pod_verdict(outcomes: dict, max_failed: float) -> tuple[bool, str | None]:
-    """A pod fails only when more than ``max_failed`` of its servers failed."""
-    if not outcomes:
-        return True, None
-    failed = sum(1 for o in outcomes.values() if o.state == FAILED)
-    share = failed / len(outcomes)
-    if share > max_failed:
-        return False, f"{failed} of {len(outcomes)} servers failed (more than {max_failed:.0%})"
-    return True, None
 
 
 # --- the runner adapter -----------------------------------------------------------
@@ -242,23 +232,14 @@ def _run_pod(pod: str, hosts: list, limit: str, opts: Options, handler) -> objec
         quiet=True, rotate_artifacts=3, timeout=opts.timeout)
 
 
-def record(store: Store, pod: str, outcomes: dict, verdict: tuple) -> None:
-    """Node states from the recap, then the pod's."""
-    for outcome in outcomes.values():
-        store.transition(outcome.name, outcome.state, outcome.reason, SOURCE, **outcome.stats)
-    ok, reason = verdict
-    store.set_pod(pod, "ready" if ok else "failed", reason)
-    store.event("pod-configured" if ok else "pod-failed", None, SOURCE, pod=pod,
-                failed=sum(1 for o in outcomes.values() if o.state == FAILED),
-                hosts=len(outcomes), reason=reason)
-
-
 def configure_pod(plan: Plan, pod: str, store: Store, opts: Options,
-                  only: Iterable[str] | None = None) -> PodResult:
-    """Run the playbook on one pod; record node and pod states; never raises for a bad run.
+                  only: Iterable[str] | None = None,
+                  on_start: Callable[[int], None] | None = None) -> PodResult:
+    """Run the playbook on one pod: its task events recorded, each host's outcome
+    returned (no state is written); never raises for a bad run.
 
-    ``only`` limits the run to those servers of the pod (e.g. the installed ones);
-    the pod's verdict is then over them.
+    ``only`` limits the run to those servers of the pod (e.g. the installed ones).
+    ``on_start(hosts)`` is called just before a run starts (not when nothing runs).
     """
     hosts = [n.name for n in plan.servers(pod)]
     limit = group_name("pod_", pod)
@@ -268,8 +249,8 @@ def configure_pod(plan: Plan, pod: str, store: Store, opts: Options,
         limit = ",".join(hosts)
     if not hosts:                   # nothing to hand over: never run on an empty limit
         return PodResult(pod, True, None, {}, "skipped")
-    store.set_pod(pod, "configuring")
-    store.event("pod-configuring", None, SOURCE, pod=pod, hosts=len(hosts))
+    if on_start is not None:
+        on_start(len(hosts))
     events = EventWriter(store)     # one per pod: closing it flushes the pod's task events
     run = PodRun(pod, events, opts.on_event)
     try:
@@ -280,15 +261,5 @@ def configure_pod(plan: Plan, pod: str, store: Store, opts: Options,
         status, rc, error = "error", None, f"ansible-runner could not run: {exc}"
     finally:
         events.close()
-    outcomes = recap(hosts, run.stats, run.errors, error)
-    verdict = pod_verdict(outcomes, plan.zone.up.max_failed)
-    record(store, pod, outcomes, verdict)
-    return PodResult(pod, verdict[0], verdict[1], outcomes, status, rc)
+    return PodResult(pod, None, None, recap(hosts, run.stats, run.errors, error), status, rc)
 
-
-def configure(plan: Plan, pods: Iterable[str], store: Store, opts: Options) -> dict:
-    """Configure ``pods`` in parallel (at most ``opts.max_parallel`` at once): pod -> PodResult."""
-    with ThreadPoolExecutor(max_workers=max(1, opts.max_parallel),
-                            thread_name_prefix="ansible-pod") as pool:
-        futures = {pod: pool.submit(configure_pod, plan, pod, store, opts) for pod in pods}
-        return {pod: future.result() for pod, future in futures.items()}

@@ -153,6 +153,48 @@ class PodFlow:
         return verdict
 
 
+# --- the Ansible handoff's states ------------------------------------------------------
+
+ANSIBLE = "ansible"  # the source of the pod events that report a handoff
+
+
+def configure_pod(plan: Plan, pod: str, store: Store, opts, only=None):
+    """:func:`bootstrap.ansible.configure_pod` with its states: the pod ``configuring``
+    while it runs, then each host's outcome and the pod's verdict over those hosts."""
+    from .ansible import configure_pod as run_playbooks
+
+    def started(hosts: int) -> None:
+        store.set_pod(pod, PodState.CONFIGURING)
+        store.event("pod-configuring", None, ANSIBLE, pod=pod, hosts=hosts)
+
+    result = run_playbooks(plan, pod, store, opts, only, on_start=started)
+    if result.ok is None:  # it ran (nothing to run is ok, and recorded nothing)
+        record_configured(store, plan, result)
+    return result
+
+
+def record_configured(store: Store, plan: Plan, result) -> None:
+    """Node states from a pod's Ansible outcomes, then the pod's, by the one verdict."""
+    outcomes = result.hosts.values()
+    for outcome in outcomes:
+        store.transition(outcome.name, outcome.state, outcome.reason, ANSIBLE, **outcome.stats)
+    verdict, result.reason = pod_verdict([o.state for o in outcomes], S.CONFIGURED,
+                                         plan.zone.up.max_failed)
+    result.ok = verdict == PodState.READY
+    store.set_pod(result.pod, verdict, result.reason)
+    store.event("pod-configured" if result.ok else "pod-failed", None, ANSIBLE, pod=result.pod,
+                failed=sum(1 for o in outcomes if o.state == S.FAILED),
+                hosts=len(result.hosts), reason=result.reason)
+
+
+def configure(plan: Plan, pods, store: Store, opts) -> dict:
+    """Configure ``pods`` in parallel (at most ``opts.max_parallel`` at once): pod -> PodResult."""
+    with ThreadPoolExecutor(max_workers=max(1, opts.max_parallel),
+                            thread_name_prefix="ansible-pod") as pool:
+        futures = {pod: pool.submit(configure_pod, plan, pod, store, opts) for pod in pods}
+        return {pod: future.result() for pod, future in futures.items()}
+
+
 def run_up(plan: Plan, store: Store, pods: list[str], steps: Steps, progress=None,
            timeout: float | None = None, parallel: int = 8) -> dict:
     """Run every pod's flow in parallel; returns pod → final state."""

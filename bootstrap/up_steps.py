@@ -101,7 +101,8 @@ def configure_step(plan: Plan, store: Store, args, extra_inventories=()):
     """The pod's installed servers handed to Ansible (playbooks/site.yml via ansible-runner)."""
     import os
 
-    from .ansible import configure_pod, prepare
+    from .ansible import prepare
+    from .up import configure_pod
 
     opts = prepare(plan, os.path.dirname(os.path.abspath(store.path)), extra_inventories)
 

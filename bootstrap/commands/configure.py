@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 
-from ..ansible import configure, prepare
+from ..ansible import prepare
 from ..errors import InputError, WorkError
+from ..up import configure
 from ._args import json_arg, load_plan, open_store, pod_arg, print_json, state_arg, zone_arg
 
 

@@ -1,10 +1,13 @@
-"""The pure core of the Ansible handoff: runner events -> node events, recap -> states."""
+"""The pure core of the Ansible handoff: runner events -> node events, recap -> outcomes;
+and what bootstrap.up makes of the outcomes: node states and the pod verdict."""
 
 from __future__ import annotations
 
 import pytest
 
 from bootstrap import ansible as handoff
+from bootstrap import up
+from bootstrap.lifecycle import NodeState, PodState, pod_verdict
 from bootstrap.state import Store
 
 
@@ -74,8 +77,9 @@ def test_without_a_recap_every_host_fails_with_the_run_error():
 def test_pod_fails_only_above_the_threshold(failed, total, share, ok):
     outcomes = {str(i): handoff.HostOutcome(str(i), "failed" if i < failed else "configured")
                 for i in range(total)}
-    verdict, reason = handoff.pod_verdict(outcomes, share)
-    assert verdict is ok
+    verdict, reason = pod_verdict([o.state for o in outcomes.values()], NodeState.CONFIGURED,
+                                  share)
+    assert (verdict == PodState.READY) is ok
     assert (reason is None) is ok
 
 
@@ -109,13 +113,15 @@ def test_a_broken_display_never_breaks_the_run():
     assert run.handle(runner_event("runner_on_ok", res={})) is True
 
 
-def test_record_moves_nodes_and_the_pod(lab_plan, tmp_path):
+def test_up_records_the_outcomes_nodes_and_pod(lab_plan, tmp_path):
     store = Store(str(tmp_path / "zone.db"))
     store.seed(lab_plan)
     outcomes = handoff.recap(["p01-u01", "p01-u02"], {"ok": {"p01-u01": 3}, "dark": {"p01-u02": 1},
                                                       "processed": {"p01-u01": 1, "p01-u02": 1}},
                              {"p01-u02": "Connection refused"})
-    handoff.record(store, "p01", outcomes, handoff.pod_verdict(outcomes, 0.25))
+    result = handoff.PodResult("p01", None, None, outcomes, "successful", 0)
+    up.record_configured(store, lab_plan, result)   # lab zone: max_failed 0.25
+    assert (result.ok, result.reason) == (False, "1 of 2 servers failed (more than 25%)")
     assert store.node("p01-u01")["state"] == "configured"
     assert store.node("p01-u02")["state"] == "failed"
     assert store.node("p01-u02")["reason"] == "unreachable: Connection refused"
@@ -127,10 +133,12 @@ def test_nothing_to_configure_runs_nothing(lab_plan, tmp_path):
     store = Store(str(tmp_path / "zone.db"))
     store.seed(lab_plan)
     opts = handoff.Options(work_dir=str(tmp_path / "never"))
-    result = handoff.configure_pod(lab_plan, "p01", store, opts, only=[])
-    assert (result.ok, result.status, result.hosts) == (True, "skipped", {})
+    for configure_pod in (handoff.configure_pod, up.configure_pod):
+        result = configure_pod(lab_plan, "p01", store, opts, only=[])
+        assert (result.ok, result.status, result.hosts) == (True, "skipped", {})
     assert not (tmp_path / "never").exists()
     assert store.events() == []
+    assert {p["name"]: p["state"] for p in store.pods()}["p01"] == "planned"
 
 
 class Result:
