@@ -8,6 +8,7 @@ import tempfile
 import threading
 
 from ..errors import InputError, WorkError
+from ..lifecycle import PodState
 from ..progress import Progress, pod_line, snapshot
 from ..serve import ServeOptions, Services
 from ..up import Steps, run_up
@@ -85,7 +86,7 @@ def _drive(args, plan, store, pods, steps) -> int:
         for pod in snapshot(store)["pods"]:
             if pod["name"] in pods:
                 print(pod_line(pod))
-    failed = [pod for pod, state in results.items() if state != "ready"]
+    failed = [pod for pod, state in results.items() if state != PodState.READY]
     if failed:
         raise WorkError(f"pods not ready: {', '.join(failed)} (see `zone status`)")
     return 0
