@@ -26,6 +26,8 @@ import urllib.request
 import bcrypt
 import yaml
 
+from bootstrap.process import die_with_parent, free_port
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 EXTENSION = os.path.join(HERE, "sushy_ext.py")
 ROOT = os.path.dirname(HERE)  # the checkout: examples/ lives there
@@ -64,25 +66,6 @@ def mac_for(name: str) -> str:
     """A stable locally administered MAC per system name."""
     h = hashlib.sha256(name.encode()).digest()
     return "52:54:00:%02x:%02x:%02x" % (h[0], h[1], h[2])
-
-
-def _die_with_parent() -> None:
-    """In the child: SIGTERM when the process that started us dies, even by SIGKILL,
-    so a killed test run leaves no emulator behind (Linux prctl PR_SET_PDEATHSIG).
-    The signal follows the starting *thread*, so it is only armed from the main one."""
-    import ctypes
-    import signal
-
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGTERM), 0, 0, 0)
-    except OSError:
-        pass
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def write_htpasswd(path: str, user: str, password: str) -> str:
@@ -157,7 +140,7 @@ class Emulator:
         env = dict(os.environ, SUSHY_EMULATOR_STATE_DIR=os.path.join(self.workdir, "sushy-state"))
         env.pop("SUSHY_EMULATOR_CONFIG", None)
         self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, env=env,
-                                     cwd=self.workdir, preexec_fn=_die_with_parent
+                                     cwd=self.workdir, preexec_fn=die_with_parent
                                      if threading.current_thread() is threading.main_thread()
                                      else None)
         log.close()

@@ -27,11 +27,11 @@ and image builds), and the roles' ``*_services_state`` are null for these target
 
 from __future__ import annotations
 
-import ctypes
 import fcntl
 import glob
 import hashlib
 import http.client
+import itertools
 import json
 import os
 import re
@@ -47,6 +47,10 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from bootstrap.process import die_with_parent
+
+from .netns import call_in
+
 CACHE = os.environ.get("ZONE_TARGET_CACHE", "/var/cache/zone-bootstrap-tests")
 SUITE = "bookworm"
 INCLUDE = ("systemd-sysv", "python3", "openssh-server", "iproute2")
@@ -59,8 +63,6 @@ TARGET_VARS = {
     "sdn_services_state": None, "compute_sysctl_apply": False,
     "common_apt_proxy": f"http://127.0.0.1:{PROXY_PORT}",
 }
-CLONE_NEWNET = 0x40000000
-PR_SET_PDEATHSIG = 1
 
 
 def run(cmd: list, **kw) -> subprocess.CompletedProcess:
@@ -207,33 +209,15 @@ class _ProxyServer(ThreadingHTTPServer):
 
 
 def listen_in_netns(netns: str, address: str, port: int) -> socket.socket:
-    """A listening TCP socket created inside ``netns`` (the caller stays where it is).
+    """A listening TCP socket created inside ``netns`` (the caller stays where it is)."""
+    def make() -> socket.socket:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((address, port))
+        sock.listen(64)
+        return sock
 
-    A socket belongs to the network namespace of the thread that created it, so a
-    short-lived thread enters the namespace, makes the socket and ends.
-    """
-    libc = ctypes.CDLL(None, use_errno=True)
-    out: dict = {}
-
-    def make() -> None:
-        try:
-            with open(f"/run/netns/{netns}") as ns:
-                if libc.setns(ns.fileno(), CLONE_NEWNET) != 0:
-                    raise OSError(ctypes.get_errno(), f"setns {netns}")
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((address, port))
-            sock.listen(64)
-            out["sock"] = sock
-        except OSError as exc:
-            out["error"] = exc
-
-    thread = threading.Thread(target=make)
-    thread.start()
-    thread.join()
-    if "error" in out:
-        raise out["error"]
-    return out["sock"]
+    return call_in(netns, make)
 
 
 class AptProxy:
@@ -389,7 +373,7 @@ class Targets:
             ["ip", "netns", "exec", target.netns, "unshare", "--mount", "--uts", "--pid", "--fork",
              "--kill-child", "--propagation", "private", "sh", "-c", START],
             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            preexec_fn=_die_with_parent)
+            preexec_fn=_kill_with_parent)
         log.close()
         self.proxy.serve_in(target.netns)
         target.pid = _wait_listening(target)
@@ -429,20 +413,13 @@ class Targets:
         self.targets.clear()
 
 
-def _die_with_parent() -> None:
+_serial = itertools.count()
+
+
+def _kill_with_parent() -> None:
     """If the test process dies without cleaning up, its targets die too
     (and ``unshare --kill-child`` takes the target's sshd with it)."""
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-def _serial_numbers():
-    n = 0
-    while True:
-        yield n
-        n += 1
-
-
-_serial = _serial_numbers()
+    die_with_parent(signal.SIGKILL)
 
 
 def _wait_listening(target: Target, timeout: float = 30.0) -> int:

@@ -27,7 +27,7 @@ from bootstrap.errors import InputError, WorkError
 from bootstrap.plan import Plan
 from bootstrap.up_steps import Hooks
 
-from .netns import Netns, enter, ip, leftovers, reap, run_in
+from .netns import Namespaces, enter, ip, leftovers, reap, run_in
 
 log = logging.getLogger("zonelab")
 AGENT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "agent.sh")
@@ -106,7 +106,7 @@ class Lab(Hooks):
         self.switch_ports: list = []
         self.bmc_ports: dict = {}
         self.prefix = prefix or f"zl{os.getpid()}"
-        self.netns = Netns(self.prefix)
+        self.netns = Namespaces(self.prefix, unique=False)
         self.procs: list[subprocess.Popen] = []
         self.agents: dict[str, subprocess.Popen] = {}
         self.servers = list(plan.servers(pod))
@@ -137,7 +137,7 @@ class Lab(Hooks):
 
     def _namespaces(self) -> None:
         n = self.netns
-        self.ctl, self.tor = n.add("ctl"), n.add("tor")
+        self.ctl, self.tor = self._ns("ctl"), self._ns("tor")
         n.veth(self.ctl, "up0", self.tor, "core0")
         ip("addr", "add", f"{self.controller}/{self.core_prefix}", "dev", "up0", ns=self.ctl)
         ip("addr", "add", f"{self.core_gateway}/{self.core_prefix}", "dev", "core0", ns=self.tor)
@@ -152,9 +152,12 @@ class Lab(Hooks):
             if node.unit in self.vm_units:
                 self.vms[node.name] = self._vm(node, port)
             else:
-                n.veth(self.tor, port, n.add(f"u{node.unit:02d}"), "eth0")
+                n.veth(self.tor, port, self._ns(f"u{node.unit:02d}"), "eth0")
             ip("addr", "add", f"{self.gateway}/32", "dev", port, ns=self.tor)
             ip("route", "add", f"{node.address}/32", "dev", port, ns=self.tor)
+
+    def _ns(self, short: str) -> str:
+        return self.netns.namespace(short).name
 
     def _vm(self, node, port: str):
         from .vm import Vm
@@ -171,7 +174,7 @@ class Lab(Hooks):
         n, plan = self.netns, self.plan
         for k, node in enumerate(plan.select(self.pod, "switch")):
             (upper, port), = node.links
-            sw_ns = n.add(f"s{k}")
+            sw_ns = self._ns(f"s{k}")
             self.switch_nsname[node.name] = sw_ns
             upper_node = plan.nodes[upper]
             gateway = plan.subnet(node).gateway
@@ -199,7 +202,7 @@ class Lab(Hooks):
         bmcs = [self.plan.nodes[s.peer] for s in self.servers]
         if not bmcs or bmcs[0].address is None:
             return
-        self.lom = n.add("lom")
+        self.lom = self._ns("lom")
         gateway = self.plan.subnet(bmcs[0]).gateway
         n.veth(self.ctl, "up-lom", self.lom, "core0")
         ip("addr", "add", f"{self.controller}/32", "dev", "up-lom", ns=self.ctl)
@@ -208,7 +211,7 @@ class Lab(Hooks):
         ip("route", "add", f"{self.controller}/32", "dev", "core0", ns=self.lom)
         for bmc in bmcs:
             port = bmc.links[0][1]
-            n.veth(self.lom, port, n.add(f"b{bmc.unit:02d}"), "eth0")
+            n.veth(self.lom, port, self._ns(f"b{bmc.unit:02d}"), "eth0")
             ip("addr", "add", f"{gateway}/32", "dev", port, ns=self.lom)
             ip("route", "add", f"{bmc.address}/32", "dev", port, ns=self.lom)
             self.bmc_ports[bmc.name] = port
@@ -217,7 +220,7 @@ class Lab(Hooks):
         """A namespace playing ``core``: upstream to ctl on the core's own address."""
         if core.name in self.core_relays:
             return self.core_relays[core.name]
-        relay = self.netns.add(f"c{len(self.core_relays) + 1}")
+        relay = self._ns(f"c{len(self.core_relays) + 1}")
         self.core_relays[core.name] = relay
         link = f"up-{core.name}"[:15]
         self.netns.veth(self.ctl, link, relay, "core0")
@@ -371,6 +374,6 @@ class Lab(Hooks):
                 proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
-        self.netns.destroy()
+        self.netns.close()
         with contextlib.suppress(OSError):  # ended, not killed: the folder stays for its logs
             os.unlink(os.path.join(self.workdir, OWNER))

@@ -31,9 +31,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "integration")]
 
-import targets as tg  # noqa: E402
+from zonelab import targets as tg  # noqa: E402
 from bootstrap import ansible as handoff  # noqa: E402
 from bootstrap import up  # noqa: E402
 from bootstrap.plan import compile_plan  # noqa: E402

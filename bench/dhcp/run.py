@@ -25,11 +25,10 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-sys.path[:0] = [ROOT, os.path.join(ROOT, "tests", "integration")]
 
 from bootstrap.plan import compile_plan  # noqa: E402
 from bootstrap.zone import load_zone  # noqa: E402
-from netns import Lab, wait_for  # noqa: E402
+from zonelab.netns import Namespaces, wait_for  # noqa: E402
 
 SERVER, GEN = "10.17.0.2", "10.17.0.100"
 DEFAULT_RATES = "250,500,750,1000,1500,2000,3000,4000,5000,6000,8000,10000,12000,14000,16000,20000"
@@ -102,7 +101,7 @@ def servers(plan, zone_path: str, folder: str, workers: int) -> dict:
     }
 
 
-def topology(lab: Lab, plan):
+def topology(lab: Namespaces, plan):
     srv, gen = lab.namespace("srv"), lab.namespace("gen")
     lab.link(srv, "srv0", gen, "gen0", f"{SERVER}/24", f"{GEN}/24")
     for pod in plan.zone.pods:
@@ -226,7 +225,7 @@ def main(argv=None) -> int:
     args.rates = [int(r) for r in args.rates.split(",")]
     plan = compile_plan(load_zone(args.zone))
     results = []
-    with tempfile.TemporaryDirectory(prefix="dhcp-bench-") as folder, Lab("db") as lab:
+    with tempfile.TemporaryDirectory(prefix="dhcp-bench-") as folder, Namespaces("db") as lab:
         srv, gen = topology(lab, plan)
         args.generator = build_loadgen(args.zone, folder)
         for name, cmd in servers(plan, args.zone, folder, args.workers).items():

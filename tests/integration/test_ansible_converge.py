@@ -13,7 +13,7 @@ import re
 
 import pytest
 
-import targets as tg
+from zonelab import targets as tg
 from bootstrap import ansible as handoff
 from bootstrap.render import inventory
 from bootstrap.state import Store

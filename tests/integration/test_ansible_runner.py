@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-import targets as tg
+from zonelab import targets as tg
 from bootstrap.cli import main
 from bootstrap.plan import compile_plan
 from bootstrap.state import Store

@@ -28,7 +28,7 @@ from bootstrap.dhcp.server import DhcpServer
 from bootstrap.plan import compile_plan
 from bootstrap.state import EventWriter, Store
 from bootstrap.zone import parse_zone_text
-from netns import Lab, wait_for
+from zonelab.netns import Namespaces, wait_for
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(120)]
 TOR_MAC, TOR_B_MAC = "0c:29:ef:01:0a:01", "0c:29:ef:01:0b:01"
@@ -105,7 +105,7 @@ def sonic_tor(tmp_path):
     plan = sonic_plan()
     store = Store(str(tmp_path / "zone.db"))
     writer = EventWriter(store, interval=0.02)
-    lab, server, relay, thread = Lab("dn"), None, None, None
+    lab, server, relay, thread = Namespaces("dn"), None, None, None
     try:
         srv, tor = lab.namespace("srv"), lab.namespace("tor")
         lab.bridge(srv, "br0", f"{SERVER}/24")

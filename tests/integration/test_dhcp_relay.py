@@ -34,7 +34,7 @@ from bootstrap.dhcp import codec, probe
 from bootstrap.dhcp.server import DhcpServer
 from bootstrap.metrics import DHCP_ANSWERS
 from bootstrap.state import EventWriter, Store
-from netns import Lab, wait_for
+from zonelab.netns import Namespaces, wait_for
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(120)]
 SERVER = "10.17.0.2"
@@ -101,7 +101,7 @@ def _missing_tools():
 def topology(plan, tmp, **kw):
     if os.geteuid() != 0 or _missing_tools():
         pytest.skip(f"needs root and {', '.join(_missing_tools()) or 'namespaces'}")
-    lab = Lab("dh")
+    lab = Namespaces("dh")
     store = Store(str(tmp / "zone.db"))
     writer = EventWriter(store, interval=0.02)
     topo = None

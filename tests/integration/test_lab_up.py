@@ -15,11 +15,10 @@ import time
 
 import pytest
 
-from zonelab.netns import leftovers
 from bootstrap.plan import compile_plan
 from bootstrap.state import Store
 from bootstrap.zone import load_zone
-from netns import wait_for
+from zonelab.netns import leftovers, wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for namespaces")

@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-import redfish_fixtures as rf
+from zonelab import bmc_emulator as rf
 from bootstrap.cli import main
 from bootstrap.plan import compile_plan
 from bootstrap.state import Store

@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-import redfish_fixtures as rf
+from zonelab import bmc_emulator as rf
 from bootstrap.cli import main
 from bootstrap.state import Store
 
