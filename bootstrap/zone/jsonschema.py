@@ -49,7 +49,7 @@ def text(description: str, pattern: str | None = None, forbids: str = "", **extr
     """A text value without the characters a script could trip on (and ``forbids``),
     matching ``pattern`` if given; the parser also takes a number and reads it as text."""
     out = {"type": ["string", "number"], "description": description,
-           "not": {"pattern": f"[{UNSAFE_CLASS}{forbids}]"}, **extra}
+           "not": {"type": "string", "pattern": f"[{UNSAFE_CLASS}{forbids}]"}, **extra}
     if pattern is not None:
         out["pattern"] = pattern
     return out

@@ -105,6 +105,20 @@ def test_broken_zones_fail(validator, lab, path, value, message):
         parse_zone_text(yaml.safe_dump(broken))
 
 
+@pytest.mark.parametrize("path,value", [
+    ("firmware/bios-2.4.1/version", 2),           # a number where text goes: read as text
+    ("pod_template/switches/tor-a/uplink", {}),    # an empty uplink is no uplink
+    ("pod_template/units/2/units", [3, "4"]),     # a list of selections
+    ("core/core-1/mac", "0C-29-EF-00-00-01"),
+    ("domain", "lab1.example.net."),
+], ids=lambda v: str(v))
+def test_valid_variants_pass(validator, lab, path, value):
+    """What the parser accepts beyond the examples' forms, the schema accepts too."""
+    variant = _set(lab, path, value)
+    parse_zone_text(yaml.safe_dump(variant))
+    assert _errors(validator, variant) == []
+
+
 def test_sections_match_the_parser():
     """Every section of the schema has exactly the keys the parser accepts there, and
     the parser checks no section the schema lacks."""
