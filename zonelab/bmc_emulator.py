@@ -23,15 +23,12 @@ import threading
 import time
 import urllib.request
 
-import bcrypt
 import yaml
 
 from bootstrap.process import die_with_parent, free_port
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 EXTENSION = os.path.join(HERE, "sushy_ext.py")
-ROOT = os.path.dirname(HERE)  # the checkout: examples/ lives there
-LAB_ZONE = os.path.join(ROOT, "examples", "lab.yml")
 
 CONFIG = '''\
 import libvirt
@@ -69,6 +66,8 @@ def mac_for(name: str) -> str:
 
 
 def write_htpasswd(path: str, user: str, password: str) -> str:
+    import bcrypt  # a test extra: loaded only when an emulator is made
+
     digest = bcrypt.hashpw(password.encode(), bcrypt.gensalt(4)).decode()
     with open(path, "w", encoding="utf-8") as fh:
         fh.write(f"{user}:{digest}\n")
@@ -235,10 +234,11 @@ class Emulator:
         return self.get(f"/redfish/v1/Systems/{name}")
 
 
-def zone_for(emulator: Emulator, workdir: str, base: str = LAB_ZONE, pods=None,
+def zone_for(emulator: Emulator, workdir: str, base: str, pods=None,
              firmware: dict | None = None, ca_file: str | None = None,
              url: str | None = None, password: str | None = None, edit=None) -> str:
-    """A copy of ``base`` whose redfish section points at ``emulator``; returns its path.
+    """A copy of the zone file ``base`` whose redfish section points at ``emulator``;
+    returns its path. Relative firmware images resolve from ``base``'s folder.
 
     ``pods`` replaces the pod list; ``firmware`` replaces the catalog (image paths
     are made absolute so the copy can live anywhere); the BMC password (the

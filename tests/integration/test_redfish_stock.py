@@ -7,6 +7,7 @@ import socket
 import pytest
 
 from zonelab import bmc_emulator as rf
+from conftest import LAB
 from bootstrap.cli import main
 from bootstrap.plan import compile_plan
 from bootstrap.state import Store
@@ -43,7 +44,7 @@ def stub_zone(emu, tmp_path, **kw):
     def edit(zone):
         zone["roles"]["hypervisor"]["firmware"] = ["bios-1.1.0"]
 
-    return rf.zone_for(emu, str(tmp_path), firmware=fw, edit=edit, **kw)
+    return rf.zone_for(emu, str(tmp_path), LAB, firmware=fw, edit=edit, **kw)
 
 
 def test_plan_discovers_and_records_what_the_bmc_reports(emulator, tmp_path, capsys):
@@ -147,7 +148,7 @@ def test_bmc_with_nothing_listening(tmp_path, capsys):
 
 def test_emulator_for_the_lab_zone(tmp_path, capsys):
     """The helper the lab uses: the lab zone's own port, credentials and server names."""
-    zone = load_zone(rf.LAB_ZONE)
+    zone = load_zone(LAB)
     emu = rf.Emulator.for_zone(zone, compile_plan(zone), str(tmp_path / "emu"),
                                port=rf.free_port())     # not 8000: the lab may be running
     assert emu.systems == LAB_SYSTEMS and emu.user == "admin"
@@ -158,7 +159,7 @@ def test_emulator_for_the_lab_zone(tmp_path, capsys):
 
 def test_version_that_does_not_arrive_fails_verification(emulator, tmp_path, capsys):
     """The stub's task completes but bumps BIOS to 1.1.0, not the lab baseline 2.4.1."""
-    zone = rf.zone_for(emulator, str(tmp_path))
+    zone = rf.zone_for(emulator, str(tmp_path), LAB)
     state = str(tmp_path / "s.db")
     code, out, _ = run(capsys, zone, "apply", "--verify-timeout", "0.5", "--state", state)
     assert code == 1

@@ -11,6 +11,7 @@ import threading
 import pytest
 
 from zonelab import bmc_emulator as rf
+from conftest import LAB
 from bootstrap.cli import main
 from bootstrap.state import Store
 
@@ -30,7 +31,7 @@ def emulator(tmp_path):
 
 
 def test_apply_downloads_runs_task_resets_and_verifies(emulator, tmp_path, capsys):
-    zone = rf.zone_for(emulator, str(tmp_path))          # the lab catalog: bios-2.4.1
+    zone = rf.zone_for(emulator, str(tmp_path), LAB)          # the lab catalog: bios-2.4.1
     state = str(tmp_path / "s.db")
     assert run(capsys, zone, "plan", "--state", state)[0] == 3
     code, out, err = run(capsys, zone, "apply", "--state", state)
@@ -62,7 +63,7 @@ def test_wrong_sha256_sends_nothing(emulator, tmp_path, capsys):
     def edit(zone):
         zone["firmware"]["bios-2.4.1"]["sha256"] = "0" * 64
 
-    zone = rf.zone_for(emulator, str(tmp_path), edit=edit)
+    zone = rf.zone_for(emulator, str(tmp_path), LAB, edit=edit)
     code, _, err = run(capsys, zone, "apply", "--state", str(tmp_path / "s.db"))
     assert code == 2
     assert "sha256 is 872a5879" in err and "nothing was sent to any BMC" in err
@@ -87,10 +88,10 @@ def test_missing_image_fails_that_node_only(emulator, tmp_path, capsys):
                                           "image": image, "sha256": sha}
         zone["roles"]["storage"]["firmware"] = ["bios-3.0.0"]
 
-    zone = rf.zone_for(emulator, str(tmp_path), edit=edit)
+    zone = rf.zone_for(emulator, str(tmp_path), LAB, edit=edit)
     mirror = tmp_path / "mirror" / "firmware"
     os.makedirs(mirror)
-    shutil.copy(os.path.join(rf.ROOT, "examples", "firmware", "bios-2.4.1.bin"), mirror)
+    shutil.copy(os.path.join(os.path.dirname(LAB), "firmware", "bios-2.4.1.bin"), mirror)
     httpd = serve_dir(str(tmp_path / "mirror"))
     try:
         base = f"http://127.0.0.1:{httpd.server_address[1]}"
@@ -128,7 +129,7 @@ def test_parallelism_is_bounded_overall_and_per_pod(tmp_path, capsys):
         zone["pod_template"]["units"] = [{"units": "1-4", "role": "hypervisor"}]
 
     with rf.Emulator(str(tmp_path / "emu"), names, extension=True, task_seconds=0.3) as emu:
-        zone = rf.zone_for(emu, str(tmp_path), pods=pods, edit=edit)
+        zone = rf.zone_for(emu, str(tmp_path), LAB, pods=pods, edit=edit)
         code, out, err = run(capsys, zone, "apply", "--max-parallel", "4",
                              "--max-parallel-per-pod", "2", "--state", str(tmp_path / "s.db"))
         assert code == 0, out + err
@@ -141,7 +142,7 @@ def test_parallelism_is_bounded_overall_and_per_pod(tmp_path, capsys):
 
 
 def test_busy_bmc_is_retried_with_backoff(emulator, tmp_path, capsys):
-    zone = rf.zone_for(emulator, str(tmp_path))
+    zone = rf.zone_for(emulator, str(tmp_path), LAB)
     emulator.busy(3)
     code, out, _ = run(capsys, zone, "plan", "--pod", "p01", "--max-parallel", "1",
                        "--state", str(tmp_path / "s.db"))
@@ -159,7 +160,7 @@ def test_database_is_locked_is_ridden_through_and_the_bound_is_kept(emulator, tm
     """A 500 "database is locked" (what sushy-tools' state store answers under load, what
     busy iDRACs and iLOs answer too) is retried on reads: the update goes through. When
     it lasts longer than the retries, the node fails with one line naming it and the count."""
-    zone = rf.zone_for(emulator, str(tmp_path))
+    zone = rf.zone_for(emulator, str(tmp_path), LAB)
     state = str(tmp_path / "s.db")
     emulator.busy(3, status=500, message="database is locked")
     code, out, err = run(capsys, zone, "apply", "--pod", "p01", "--max-parallel", "1",
