@@ -16,7 +16,7 @@ from .model import KINDS, PORTS_SERVE, SERVES, ZTP_KINDS, Addressing, BmcCredent
 from .parse import CORE_CIRCUIT_FIELDS, DEFAULT_CIRCUIT, MAX_DOMAIN, NAMING_FIELDS, \
     RELAY_PRESETS, TOP_KEYS, TOP_REQUIRED, U32
 
-ROOT = "zone file"          # how the parser names the top mapping
+TOP = "zone file"          # how the parser names the top mapping
 SCHEMA_ID = "https://zone-bootstrap.invalid/zone-file.schema.json"
 # No text may hold what could break a rendered script (schema.UNSAFE): a class written
 # so that Python's re and ECMA-262 (what editors run) read it alike, used as "must not
@@ -269,13 +269,13 @@ def section_keys(schema: dict | None = None) -> dict:
     written as the parser names them with ``*`` for a name and ``[]`` for an item:
     ``zone file``, ``networks.*``, ``pods[].overrides.units[]``."""
     out: dict = {}
-    _walk(schema or zone_schema(), ROOT, out)
+    _walk(schema or zone_schema(), TOP, out)
     return out
 
 
 def _walk(node: dict, path: str, out: dict) -> None:
     def join(suffix: str) -> str:
-        return suffix.lstrip(".") if path == ROOT else path + suffix
+        return suffix.lstrip(".") if path == TOP else path + suffix
 
     if "properties" in node:
         out[path] = (set(node["properties"]), set(node.get("required", ())))

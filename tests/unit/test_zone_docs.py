@@ -15,7 +15,7 @@ import pytest
 from bootstrap.schema import CIRCUIT_FIELDS
 from bootstrap.zone import load_zone
 from bootstrap.zone.checks import REDFISH_FIELDS, REMOTE_FIELDS
-from bootstrap.zone.jsonschema import ROOT as TOP
+from bootstrap.zone.jsonschema import TOP
 from bootstrap.zone.parse import NAMING_FIELDS, RELAY_PRESETS
 from zone_keys import ROOT, parser_sections
 
