@@ -20,7 +20,7 @@ from .managers import host_interface_nics, manager_firmware
 from .rollout import Limits, run_bounded
 from .systems import System, find_system, mac_addresses, read_system, reset, set_boot_once
 from .tasks import Backoff, follow
-from .update_service import Image, InventoryIndex, choose, read_offer, shown, update
+from .update_service import Image, InventoryIndex, choose, read_offer, shown, under, update
 
 
 INVENTORY, FALLBACK = "FirmwareInventory", "system/manager"
@@ -99,9 +99,7 @@ def read_firmware(client, system: System, index: InventoryIndex) -> Firmware:
 def _owner(item, system: System, manager: str | None) -> str:
     """The system or manager an item relates to (a Manager for BMC firmware)."""
     for related in item.related:
-        if related == system.path.rstrip("/"):
-            return system.path
-        if manager and related == manager.rstrip("/"):
+        if manager and under(related, {manager.rstrip("/")}):
             return manager
     return system.path
 

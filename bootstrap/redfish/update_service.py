@@ -59,7 +59,7 @@ class Item:
         return wanted in (self.id.lower(), self.name.lower())
 
     def belongs_to(self, owners) -> bool:
-        return not self.related or bool(set(self.related) & set(owners))
+        return not self.related or any(under(r, owners) for r in self.related)
 
     @property
     def standby(self) -> bool:
@@ -70,6 +70,12 @@ class Item:
     def rank(self) -> tuple:
         """Sort key, best first: running before standby, then Enabled, then Updateable."""
         return (self.standby, self.state not in (None, "Enabled"), self.updateable is False)
+
+
+def under(path: str, owners) -> bool:
+    """``path`` is one of ``owners`` or inside one (bmcweb relates the host image
+    to ``Systems/system/Bios``)."""
+    return any(path == o or path.startswith(o + "/") for o in owners)
 
 
 def choose(items) -> dict:
@@ -110,7 +116,8 @@ class InventoryIndex:
         index = self._index(client)
         if index is None:
             return None
-        paths = [p for p, related in index.items() if not related or set(related) & owners]
+        paths = [p for p, related in index.items()
+                 if not related or any(under(r, owners) for r in related)]
         found = (optional(client, p, "firmware inventory item") for p in paths)
         return [Item.from_json(body) for body in found if body is not None]
 
