@@ -16,7 +16,6 @@ import argparse
 import os
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 
 from bootstrap.dhcp import codec, probe  # noqa: E402
 from bootstrap.plan import compile_plan  # noqa: E402

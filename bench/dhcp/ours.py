@@ -7,7 +7,6 @@ import signal
 import sys
 import threading
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 
 from bootstrap.dhcp.server import DhcpServer  # noqa: E402
 from bootstrap.plan import compile_plan  # noqa: E402

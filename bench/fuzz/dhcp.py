@@ -30,7 +30,6 @@ import time
 from collections import Counter
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
 
 from bootstrap.dhcp import codec, probe  # noqa: E402
 from bootstrap.dhcp.answer import Answerer, Reply, Settings  # noqa: E402

@@ -31,7 +31,6 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, ROOT)
 
 from bootstrap.http import create_app  # noqa: E402
 from bootstrap.plan import compile_plan  # noqa: E402

@@ -14,7 +14,6 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, ROOT)
 
 from bootstrap.plan import compile_plan  # noqa: E402
 from bootstrap.state import EventWriter, Store  # noqa: E402
