@@ -95,21 +95,37 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("image server: " + fmt, *args)
 
 
-class ImageServer:
+class Background:
+    """An HTTP server on a daemon thread for the length of a ``with`` block."""
+
+    def __init__(self, httpd, name: str):
+        self.httpd = httpd
+        self.httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), name=name,
+                                        daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class ImageServer(Background):
     """Serves exactly the verified images under ``/files/`` — nothing else beside them."""
 
     def __init__(self, images: dict, bind: str = "127.0.0.1", port: int = 0):
         try:
-            self.httpd = ThreadingHTTPServer((bind, port), _Handler)
+            httpd = ThreadingHTTPServer((bind, port), _Handler)
         except OSError as exc:
             raise InputError(f"cannot serve firmware images on {bind}: {exc.strerror}; "
                              "give --image-bind ADDR or --image-base-url URL") from None
-        self.httpd.daemon_threads = True
+        super().__init__(httpd, "image-server")
         self.httpd.files = {posixpath.normpath("/files/" + i.relative): i.path
                             for i in images.values()}
         self.httpd.served = []
-        self._thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), name="image-server",
-                                        daemon=True)
 
     @property
     def base_url(self) -> str:
@@ -119,14 +135,6 @@ class ImageServer:
     @property
     def served(self) -> list:
         return list(self.httpd.served)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 def bind_address(zone, endpoints) -> str:

@@ -30,6 +30,8 @@ import threading
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from bootstrap.redfish.images import Background
+
 NOT_FOUND = b"<html><head><title>404 Not Found</title></head>\n<body><h1>Not Found</h1>\n" \
             b"<p>The requested URL was not found on this server.</p>\n</body></html>\n"
 
@@ -264,17 +266,14 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
-class Mockup:
+class Mockup(Background):
     """``with Mockup(tree_dir) as m:`` serves the tree at ``m.url`` until the block ends."""
 
     def __init__(self, root: str, user: str = "admin", password: str = "mockup-secret"):
         self.user, self.password, self.tls = user, password, False
         self.bmc = Bmc(root, user, password)
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self.httpd.daemon_threads = True
+        super().__init__(ThreadingHTTPServer(("127.0.0.1", 0), _Handler), "redfish-mockup")
         self.httpd.bmc = self.bmc
-        self._thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,),
-                                        name="redfish-mockup", daemon=True)
 
     @property
     def url(self) -> str:
@@ -287,11 +286,3 @@ class Mockup:
 
     def resource(self, path: str) -> dict:
         return self.bmc.get(path)[1]
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
