@@ -67,3 +67,18 @@ def test_no_bootstrap_source_names_the_lab_at_module_level():
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else []
             assert not any(n.split(".")[0] in BLOCKED for n in names), (module, names)
+
+
+def test_zone_up_lab_says_so_when_the_lab_is_missing():
+    code = CHILD.format(blocked=("zonelab",), modules=["bootstrap.commands.up"]) + """
+from bootstrap.commands.up import _lab_module
+from bootstrap.errors import InputError
+try:
+    _lab_module("topology")
+except InputError as exc:
+    print("refused:", exc)
+"""
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "refused: --lab needs the zonelab package" in done.stdout
