@@ -40,6 +40,7 @@ from dnslib import (A, EDNS0, NS, PTR, QTYPE, RCODE, RR, SOA, SRV, TXT, DNSHeade
 from .metrics import DNS_QUERIES
 from .plan import Plan
 from .render.dnszone import TTL, zones
+from .service import Service, listen_error
 from .throttle import Throttle
 
 log = logging.getLogger(__name__)
@@ -578,17 +579,18 @@ def _bind_pair(address: str, port: int, service) -> tuple:
     raise OSError("no port free for both UDP and TCP")
 
 
-class DnsService:
-    """Authoritative DNS on ``bind:port`` (UDP and TCP) from ``plan``.
-
-    The sockets are bound by the constructor (so a taken port fails there, not in a
-    thread); ``serve_forever()`` serves until ``stop()``; ``start()`` does the same in
-    daemon threads and returns. ``port=0`` binds an ephemeral port, readable from
-    ``.port``. ``forward`` and ``upstreams`` as in :class:`Responder`.
+class DnsService(Service):
+    """Authoritative DNS on ``bind:port`` (UDP and TCP) from ``plan``: a
+    :class:`~bootstrap.service.Service` (the UDP loop serves on the serving thread, TCP
+    and forwarding on threads of their own). ``port=0`` binds an ephemeral port,
+    readable from ``.port``. ``forward`` and ``upstreams`` as in :class:`Responder`.
     """
+
+    name = "dns"
 
     def __init__(self, plan: Plan, bind: str = "127.0.0.1", port: int = 53,
                  forward: bool = False, upstreams=None):
+        super().__init__()
         self.responder = Responder(plan, forward, upstreams)
         self.authority = self.responder.authority
         self.bind = bind
@@ -596,12 +598,12 @@ class DnsService:
         self._cache = ReplyCache(CACHE_ENTRIES, CACHE_BYTES)
         self._tally = _Tally()
         self._threads: list[threading.Thread] = []
-        self._stopping = threading.Event()
-        self._done = threading.Event()
-        self._lock = threading.Lock()      # serving starts, or stop wins: never half of both
-        self._serving = False
-        self.udp, self.tcp = _bind_pair(bind, port, self)
+        try:
+            self.udp, self.tcp = _bind_pair(bind, port, self)
+        except OSError as exc:
+            raise listen_error("DNS", bind, port, exc) from None
         self.port = self.udp.getsockname()[1]
+        self.endpoint = (bind, self.port)
         self.forwarder = Forwarder(self.responder.upstreams)     # after a bind that may fail
 
     @staticmethod
@@ -617,45 +619,30 @@ class DnsService:
         while not self._stopping.wait(FLUSH_SECONDS):
             self._tally.flush()
 
-    # -- lifecycle ---------------------------------------------------------
+    # -- lifecycle (the order and locking: bootstrap.service) ------------------
 
-    def start(self) -> "DnsService":
-        """Serve in daemon threads; returns at once."""
-        self._spawn(self.serve_forever, "dns")
-        return self
+    def _serving_starts(self) -> None:
+        self._spawn(self.tcp.serve_forever, "dns-tcp")
+        self._spawn(self._flush_tally, "dns-metrics")
+        self._spawn(self.forwarder.serve, "dns-forward")
 
-    def serve_forever(self) -> None:
-        """Serve TCP on a thread and UDP on this one until :meth:`stop`."""
-        with self._lock:
-            if self._stopping.is_set():
-                return
-            self._serving = True
-            self._spawn(self.tcp.serve_forever, "dns-tcp")
-            self._spawn(self._flush_tally, "dns-metrics")
-            self._spawn(self.forwarder.serve, "dns-forward")
+    def _serve_loop(self) -> None:
         log.info("dns: authoritative for %s on %s:%d (forward=%s)",
                  ", ".join(self.authority.zones), self.bind, self.port, self.responder.forward)
-        try:
-            self._serve_udp()
-        finally:
-            self._done.set()
+        self._serve_udp()
 
     def _spawn(self, target, name: str) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
         self._threads.append(thread)
         thread.start()
 
-    def stop(self) -> None:
-        """Stop serving and close every socket; idempotent."""
-        with self._lock:
-            if self._stopping.is_set():
-                return
-            self._stopping.set()
+    def _interrupt(self) -> None:
         self.forwarder.stop()
-        if self._serving:
-            self.udp.sendto(b"", self.udp.getsockname())      # wake the UDP loop
-            self.tcp.shutdown()
-            self._done.wait(timeout=5)
+        self.udp.sendto(b"", self.udp.getsockname())      # wake the UDP loop
+        self.tcp.shutdown()
+
+    def _release(self) -> None:
+        self.forwarder.stop()       # idempotent; stops submissions when we never served
         self.tcp.server_close()
         for thread in self._threads:
             if thread is not threading.current_thread():
@@ -663,6 +650,10 @@ class DnsService:
         self.udp.close()
         self.forwarder.close()
         self._tally.flush()
+
+    def _counts(self) -> dict:
+        return {"cached": len(self._cache), "forwarding": self.forwarder.in_flight,
+                "failures": self.responder.failures}
 
     # -- UDP ---------------------------------------------------------------
 

@@ -1,6 +1,7 @@
 """``zone serve``: the pod services (DHCP, TFTP, DNS, HTTP) in one process.
 
-Each service is a thin adapter over the same plan; this module only starts them
+Each service is a thin adapter over the same plan and keeps the one contract of
+:mod:`bootstrap.service` (HTTP through :class:`HttpAdapter`); this module only serves them
 on threads, registers the process (with the zone file's hash, so ``zone status``
 shows drift between the two ToRs of a pair), marks it alive every few seconds
 (``zone status`` calls a service stale when that stops) and stops them together.
@@ -22,6 +23,7 @@ from urllib.parse import urlparse
 
 from .errors import InputError, WorkError
 from .plan import Plan, compile_plan
+from .service import Service
 from .state import HEARTBEAT_SECONDS, EventWriter, Store
 from .zone import Zone
 
@@ -70,12 +72,31 @@ def server_address(plan: Plan, options: ServeOptions) -> str:
         raise InputError(f"cannot tell this server's address from {host}: give --server-id") from None
 
 
+class HttpAdapter(Service):
+    """The HTTP service (gunicorn in a child process, :class:`HttpServer`) under the
+    service contract. The child binds the port, so a taken port shows as the child's
+    exit, from :meth:`serve`, not from the constructor."""
+
+    name = "http"
+
+    def __init__(self, server):
+        super().__init__()
+        self.server = server
+        self.endpoint = (server.bind, server.port)
+
+    def _serve_loop(self) -> None:
+        self.server.serve_forever()
+
+    def _interrupt(self) -> None:
+        self.server.shutdown()      # returns once the child has exited
+
+
 class Services:
     def __init__(self, plan: Plan, store: Store, options: ServeOptions):
         self.plan, self.store, self.options = plan, store, options
         self.events = EventWriter(store)
         self.address = server_address(plan, options)
-        self.running: list[tuple[str, object, threading.Thread]] = []
+        self.running: list[tuple[str, Service, threading.Thread]] = []
         self.stopped = threading.Event()
 
     def start(self) -> None:
@@ -85,22 +106,25 @@ class Services:
         try:
             for wanted, name, make in starters:
                 if wanted:
-                    service, run = make()
-                    thread = threading.Thread(target=self._guard, args=(name, run), daemon=True,
-                                              name=f"svc-{name}")
+                    service = make()
+                    thread = threading.Thread(target=self._guard, args=(name, service),
+                                              daemon=True, name=f"svc-{name}")
                     thread.start()
                     self.running.append((name, service, thread))
                     self._register(name)
+        except InputError:  # a port taken, an address not ours: said in one line
+            self.stop()
+            raise
         except OSError as exc:
             self.stop()
-            raise InputError(f"a service cannot start: {exc}") from None
+            raise InputError(f"{name} cannot start: {exc}") from None
         except Exception as exc:  # a service that cannot start stops the others cleanly
             self.stop()
             raise WorkError(f"a service failed to start: {exc!r}") from exc
 
-    def _guard(self, name: str, run) -> None:
+    def _guard(self, name: str, service: Service) -> None:
         try:
-            run()
+            service.serve()
             if not self.stopped.is_set():
                 log.error("%s service exited", name)
         except Exception:  # a dying service is logged and stops the rest cleanly
@@ -111,32 +135,28 @@ class Services:
         from .dhcp.server import DhcpServer
 
         o = self.options
-        server = DhcpServer(self.plan, o.bind, o.dhcp_port, server_id=self.address,
-                            events=self.events, tftp_server=self.address,
-                            http_base_url=self.plan.zone.controller_url, workers=o.workers)
-        return server, server.serve_forever
+        return DhcpServer(self.plan, o.bind, o.dhcp_port, server_id=self.address,
+                          events=self.events, tftp_server=self.address,
+                          http_base_url=self.plan.zone.controller_url, workers=o.workers)
 
     def _tftp(self):
         from .tftp import TftpService
 
         o = self.options
         cache = o.cache_dir or os.path.join(os.path.dirname(self.store.path) or ".", "tftp-cache")
-        service = TftpService(o.tftp_root, cache, self.plan.zone.controller_url, o.bind, o.tftp_port)
-        return service, service.serve_forever
+        return TftpService(o.tftp_root, cache, self.plan.zone.controller_url, o.bind, o.tftp_port)
 
     def _dns(self):
         from .dns import DnsService
 
-        service = DnsService(self.plan, self.options.bind, self.options.dns_port,
-                             forward=self.options.dns_forward)
-        return service, service.serve_forever
+        return DnsService(self.plan, self.options.bind, self.options.dns_port,
+                          forward=self.options.dns_forward)
 
     def _http(self):
         from .http.serving.wsgi import HttpServer
 
-        server = HttpServer(self.plan, self.store, self.options.bind, self.options.http_port,
-                            front=self.options.http_front)
-        return server, server.serve_forever
+        return HttpAdapter(HttpServer(self.plan, self.store, self.options.bind,
+                                      self.options.http_port, front=self.options.http_front))
 
     @staticmethod
     def ident(name: str) -> str:
@@ -160,6 +180,10 @@ class Services:
             return False
         return True
 
+    def health(self) -> dict:
+        """Each running service's :meth:`~bootstrap.service.Service.health`, by name."""
+        return {name: service.health() for name, service, _thread in self.running}
+
     def wait(self, interval: float = HEARTBEAT_SECONDS) -> None:
         while not self.stopped.wait(interval):
             self.heartbeat()
@@ -167,13 +191,10 @@ class Services:
     def stop(self) -> None:
         self.stopped.set()
         for name, service, _thread in reversed(self.running):
-            for method in ("shutdown", "stop", "close"):
-                if hasattr(service, method):
-                    try:
-                        getattr(service, method)()
-                    except Exception:  # stopping must reach every service
-                        log.exception("stopping %s", name)
-                    break
+            try:
+                service.stop()
+            except Exception:  # stopping must reach every service
+                log.exception("stopping %s", name)
             with contextlib.suppress(sqlite3.Error):  # a read-only disk keeps the record
                 self.store.unregister_service(self.ident(name))
         self.events.close()

@@ -28,6 +28,7 @@ from ..errors import InputError
 from ..metrics import DHCP_ANSWERS
 from ..plan import Plan
 from ..process import die_with_parent
+from ..service import Service, listen_error
 from ..throttle import Throttle
 from . import codec
 from .answer import Answerer, Drop, Event, Reply, Settings
@@ -45,17 +46,23 @@ DROP_RATE, DROP_BURST = 1.0, 20
 REPEAT_WINDOW, RECENT_KEYS = 10.0, 4096   # a relayed copy of a unicast message
 
 
-class DhcpServer:
-    """The DHCP service of one appliance address. ``serve_forever`` blocks; ``shutdown`` stops it.
+class DhcpServer(Service):
+    """The DHCP service of one appliance address: a :class:`~bootstrap.service.Service`.
+
+    Its loop polls for the end every ``POLL`` seconds; ``shutdown()`` only asks it to end,
+    ``stop()`` (or ``close()``) also waits for it and closes the sockets.
 
     ``server_id`` (option 54) defaults to ``bind_address``; ``tftp_server`` (next-server)
     to ``server_id``; ``http_base_url`` to the zone's controller URL; ``dns_servers`` to
     the zone's DNS upstreams.
     """
 
+    name = "dhcp"
+
     def __init__(self, plan: Plan, bind_address: str, port: int = 67, server_id: str | None = None,
                  events=None, tftp_server: str | None = None, http_base_url: str | None = None,
                  dns_servers=(), workers: int = 1):
+        super().__init__()
         server_id = server_id or bind_address
         if server_id in ("", "0.0.0.0"):
             raise InputError("DHCP needs a server_id address when bound to every address")
@@ -66,10 +73,9 @@ class DhcpServer:
         # the switch leases it answers itself (see docs/zone-file.md for the limits).
         self.answerer.learn_macs(self.recorder.macs)
         self.workers = max(1, int(workers))
-        self._stop = threading.Event()
         self._children: list = []
         self.sockets = [open_socket(bind_address, port, self.workers > 1)]
-        self.address = self.sockets[0].getsockname()  # port 0: the one the kernel chose
+        self.address = self.endpoint = self.sockets[0].getsockname()  # port 0: the kernel's
         try:
             for _ in range(1, self.workers):
                 self.sockets.append(open_socket(bind_address, self.address[1], True))
@@ -79,27 +85,33 @@ class DhcpServer:
         if self.workers > 1:
             steer_by_xid(self.sockets[0], self.workers)
 
-    def serve_forever(self) -> None:
-        """Answer until :meth:`shutdown` (even one called before); workers share the port."""
+    def _serve_loop(self) -> None:
+        """Answer until :meth:`shutdown` or :meth:`stop`; workers share the port."""
         inbox = self._start_children() if self.workers > 1 else None
         pump = None
         if inbox is not None:
             pump = threading.Thread(target=self._pump, args=(inbox,), name="dhcp-pump", daemon=True)
             pump.start()
         try:
-            Loop(self.answerer, self.sockets[0], self.recorder).run(self._stop.is_set)
+            Loop(self.answerer, self.sockets[0], self.recorder).run(self._stopping.is_set)
         finally:
             self._stop_children()
             if pump is not None:
                 pump.join(timeout=5)
 
     def shutdown(self) -> None:
-        self._stop.set()
+        """Ask the loop to end (it polls); :meth:`serve` returns soon after."""
+        self._stopping.set()
 
     def close(self) -> None:
-        self.shutdown()
+        self.stop()
+
+    def _release(self) -> None:
         for sock in self.sockets:
             sock.close()
+
+    def _counts(self) -> dict:
+        return {"workers": self.workers}
 
     def _start_children(self):
         ctx = multiprocessing.get_context("fork")
@@ -128,7 +140,7 @@ class DhcpServer:
             try:
                 counts, events = inbox.get(timeout=POLL)
             except queue.Empty:
-                if self._stop.is_set() and not any(c.is_alive() for c in self._children):
+                if self._stopping.is_set() and not any(c.is_alive() for c in self._children):
                     return
                 continue
             except (EOFError, OSError):
@@ -321,7 +333,7 @@ def open_socket(address: str, port: int, reuse_port: bool = False) -> socket.soc
         sock.bind((address, port))
     except OSError as exc:
         sock.close()
-        raise InputError(f"DHCP cannot listen on {address}:{port}: {exc.strerror}") from None
+        raise listen_error("DHCP", address, port, exc) from None
     return sock
 
 

@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from tftpy.TftpShared import TftpErrors, TftpTimeoutExpectACK
 
 from ..metrics import TFTP_TRANSFERS
+from ..service import Service, listen_error
 from .cache import CacheDir, Fetcher, FileSource
 from .packets import Refusal, error_packet, read_request
 from .transfers import MAX_DATAGRAM, Admission, Context, Transfers, Waker, contained, note
@@ -46,23 +47,25 @@ def transfer_limit(wanted: int) -> int:
     return max(1, min(wanted, (soft - FD_RESERVE) // 2))
 
 
-class TftpService:
+class TftpService(Service):
     """A TFTP server on ``bind:port`` serving ``root``, proxying misses to ``controller_url``.
 
-    ``serve_forever()`` runs the request loop in the calling thread; ``start()`` runs it
-    in a daemon thread and returns at once (the socket is bound in the constructor);
-    ``stop()`` ends it and closes every socket. ``port=0`` binds an ephemeral port,
-    readable from ``.port``. Transfers run on ``workers`` threads; at most
+    A :class:`~bootstrap.service.Service`: the request loop runs on the serving thread.
+    ``port=0`` binds an ephemeral port, readable from ``.port``. Transfers run on
+    ``workers`` threads; at most
     ``max_transfers`` are open (``per_source`` from one address), the rest are refused
     with an ERROR. Fetched files are cached in ``cache_dir``, at most ``cache_bytes``
     and ``cache_files``.
     """
+
+    name = "tftp"
 
     def __init__(self, root: str = DEFAULT_ROOT, cache_dir: str | None = None,
                  controller_url: str | None = None, bind: str = "127.0.0.1", port: int = 69,
                  timeout: float = SESSION_TIMEOUT, retries: int = RETRIES, workers: int = 2,
                  max_transfers: int = MAX_TRANSFERS, per_source: int = MAX_PER_SOURCE,
                  cache_bytes: int | None = None, cache_files: int | None = None):
+        super().__init__()
         _quiet_tftpy()
         self.root = root
         self.cache_dir = cache_dir or os.path.join(tempfile.gettempdir(), "zone-tftp-cache")
@@ -73,8 +76,13 @@ class TftpService:
         self.timeout, self.retries, self.workers = timeout, retries, max(1, workers)
         self.admission = Admission(transfer_limit(max_transfers), per_source)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind((bind, port))
+        try:
+            self.sock.bind((bind, port))
+        except OSError as exc:
+            self.sock.close()
+            raise listen_error("TFTP", bind, port, exc) from None
         self.port = self.sock.getsockname()[1]
+        self.endpoint = (bind, self.port)
         self._pending: dict[tuple, tuple] = {}       # client → (request, name) awaiting a fetch
         self._ready: list[tuple] = []                 # clients whose fetch finished
         self._ready_lock = threading.Lock()
@@ -84,10 +92,6 @@ class TftpService:
         self._waker = Waker(self._selector)
         self._loops: list[Transfers] = []
         self._turn = 0
-        self._stopping = threading.Event()
-        self._lock = threading.Lock()      # serving starts, or stop wins: never half of both
-        self._serving = False
-        self._thread: threading.Thread | None = None
         # tftpy looks a name up under its root before asking us; an empty directory
         # (a dot name, which no request can reach) makes every lookup come to
         # FileSource, the one place that decides.
@@ -99,44 +103,23 @@ class TftpService:
         """Transfers running or waiting for a fetch (each holds, or will hold, a socket)."""
         return len(self.admission)
 
-    # -- lifecycle ---------------------------------------------------------
+    # -- lifecycle (the order and locking: bootstrap.service) ------------------
 
-    def start(self) -> "TftpService":
-        """Serve in a daemon thread."""
-        self._thread = threading.Thread(target=self.serve_forever, name="tftp", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """End the loops and close every socket; idempotent."""
-        with self._lock:
-            if self._stopping.is_set():
-                return
-            self._stopping.set()
-        if not self._serving:
-            self._close()
-            return
-        self._waker.wake()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def serve_forever(self) -> None:
-        """Run the request loop in this thread until :meth:`stop`."""
-        with self._lock:
-            if self._stopping.is_set():
-                return                  # stopped before it began: stop() closed everything
-            self._serving = True
+    def _serve_loop(self) -> None:
         log.info("tftp: serving %s on %s:%d", self.root, *self.sock.getsockname())
         self._loops = [Transfers(f"tftp-transfers-{i}", self.admission)
                        for i in range(self.workers)]
-        try:
-            while not self._stopping.is_set():
-                for key, _ in self._selector.select(timeout=1.0):
-                    self._dispatch(key.data)
-        finally:
-            self._close()
+        while not self._stopping.is_set():
+            for key, _ in self._selector.select(timeout=1.0):
+                self._dispatch(key.data)
 
-    def _close(self) -> None:
+    def _interrupt(self) -> None:
+        self._waker.wake()
+
+    def _counts(self) -> dict:
+        return {"transfers": self.open_transfers}
+
+    def _release(self) -> None:
         for loop in self._loops:
             loop.stop()
         self._pool.shutdown(wait=False, cancel_futures=True)
