@@ -3,6 +3,11 @@
 :func:`serve_http` runs gunicorn's master in the calling process (it must be the
 main thread: gunicorn handles signals) and forks workers; each worker opens its
 own connection to the state database, since SQLite handles must not cross a fork.
+Workers count in prometheus_client's multiprocess mode, in a private folder made
+per start (:func:`metrics_folder`): a scrape sums every worker's files, so counters
+never go backwards whichever worker answers. We chose it over one exporter process
+because the samples stay in each worker (no IPC per request) and gunicorn's master
+needs no extra thread; ``mark_process_dead`` runs as a worker exits.
 :class:`HttpServer` runs the same in a child process for ``zone serve``'s threads;
 :func:`serving` runs the app on a thread, for tests that need a real socket.
 
@@ -78,6 +83,23 @@ def _worker_factory(plan: Plan, store_path: str, config: dict, scripts: dict):
     return factory
 
 
+MULTIPROC = "PROMETHEUS_MULTIPROC_DIR"
+OWNED = "ZONE_METRICS_DIR_OWNED"  # set when this process made the folder and removes it
+
+
+def metrics_folder() -> str:
+    """A fresh private (0700) folder for the workers' metric files: stale files of an
+    earlier run would be summed into the new one's counters."""
+    return tempfile.mkdtemp(prefix="zone-metrics-")
+
+
+def _child_exit(server, worker) -> None:
+    """gunicorn hook, in the master once a worker is gone: its live gauges end with it."""
+    if os.environ.get(MULTIPROC):
+        from prometheus_client import multiprocess
+        multiprocess.mark_process_dead(worker.pid)
+
+
 def _worker_exit(server, worker) -> None:
     """gunicorn hook, in the worker as it stops: write the events it still holds."""
     app = getattr(worker, "wsgi", None)
@@ -109,7 +131,8 @@ def gunicorn_options(bind: str, port: int, workers: int, threads: int) -> dict:
     return {"bind": f"{bind}:{port}", "workers": workers, "threads": threads,
             "worker_class": HeadFirstWorker, "timeout": 60, "graceful_timeout": 5, "keepalive": 5,
             "proc_name": f"zone-http-{port}", "errorlog": "-", "loglevel": "warning",
-            "logger_class": ThrottledLogger, "worker_exit": _worker_exit}
+            "logger_class": ThrottledLogger, "worker_exit": _worker_exit,
+            "child_exit": _child_exit}
 
 
 def serve_http(plan: Plan, store: Store, bind: str = "0.0.0.0", port: int = 8080,
@@ -181,7 +204,7 @@ class HttpServer:
         self.config = dict(config or {})
         self.config.setdefault("NODE_SECRET", node_secret(self.config, store.path))
         self.workers, self.threads = workers, threads
-        self.proc = self.local = self.exporter = None
+        self.proc = self.local = self.exporter = self.metrics_dir = None
         # an in-memory store is served on a thread: no child, no front
         self.front = resolve_front(front) if store.path != ":memory:" else None
         self.nginx = None
@@ -208,8 +231,9 @@ class HttpServer:
             self.config["PARENT_METRICS_URL"] = self.exporter.url + "/metrics"
             if self.front:
                 self._start_front()
+            self.metrics_dir = metrics_folder()
             self.proc = subprocess.Popen(self.command(), stdin=subprocess.PIPE,
-                                         env=_child_env())
+                                         env=_child_env(self.metrics_dir))
             if self.nginx is not None:
                 threading.Thread(target=self._watch_front, daemon=True,
                                  name="zone-http-front").start()
@@ -264,6 +288,8 @@ class HttpServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout)
+        if self.metrics_dir is not None:
+            shutil.rmtree(self.metrics_dir, ignore_errors=True)
 
 
 def front_folder(state_path: str) -> str:
@@ -283,11 +309,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _child_env() -> dict:
-    """Our environment, with this package importable even when it is not installed."""
+def _child_env(metrics_dir: str) -> dict:
+    """Our environment, with this package importable even when it is not installed and
+    the workers' metrics folder (read by prometheus_client as it is imported)."""
     package_parent = str(pathlib.Path(os.path.abspath(__file__)).parents[3])  # holds bootstrap/
     path = os.environ.get("PYTHONPATH")
-    return dict(os.environ, PYTHONPATH=package_parent + (os.pathsep + path if path else ""))
+    env = dict(os.environ, PYTHONPATH=package_parent + (os.pathsep + path if path else ""))
+    env[MULTIPROC] = metrics_dir
+    env.pop(OWNED, None)  # the parent removes it
+    return env
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -325,7 +355,10 @@ def serving(app, host: str = "127.0.0.1", port: int = 0):
 
 
 def app_from_env():
-    """Factory for the gunicorn command line: ZONE_FILE, ZONE_STATE (default beside the zone)."""
+    """Factory for the gunicorn command line: ZONE_FILE, ZONE_STATE (default beside the zone).
+
+    With more than one worker, set PROMETHEUS_MULTIPROC_DIR to an empty folder of its own
+    (emptied before each start), or each scrape shows one worker's counters only."""
     zone_file = os.environ["ZONE_FILE"]
     plan = compile_plan(load_zone(zone_file))
     store = Store(os.environ.get("ZONE_STATE") or default_path(zone_file))
@@ -333,7 +366,26 @@ def app_from_env():
     return create_app(plan, store)
 
 
+def _reexec_with_metrics_folder() -> None:
+    """Re-run this command with a metrics folder of its own: prometheus_client chose its
+    single-process mode when it was imported, before we could set one."""
+    folder = metrics_folder()
+    env = dict(os.environ, **{MULTIPROC: folder, OWNED: folder})
+    os.execve(sys.executable, [sys.executable, "-m", "bootstrap.http.wsgi", *sys.argv[1:]], env)
+
+
 def main(argv=None) -> int:
+    if argv is None and not os.environ.get(MULTIPROC):
+        _reexec_with_metrics_folder()
+    try:
+        return _main(argv)
+    finally:
+        owned = os.environ.get(OWNED)
+        if owned and owned == os.environ.get(MULTIPROC):
+            shutil.rmtree(owned, ignore_errors=True)
+
+
+def _main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m bootstrap.http.wsgi",
                                      description="serve the zone's HTTP service with gunicorn")
     parser.add_argument("zone", nargs="?", help="the zone file (or --spec)")
