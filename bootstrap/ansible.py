@@ -19,7 +19,6 @@ import os
 import shlex
 import shutil
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Iterable
 
 import ansible_runner
@@ -28,11 +27,12 @@ from .lifecycle import NodeState
 from .plan import Plan
 from .render import inventory
 from .render.inventory import group_name
+from .resources import playbooks_dir
 from .state import EventWriter, Store
 
 log = logging.getLogger(__name__)
 
-PLAYBOOKS = Path(__file__).resolve().parent.parent / "playbooks"
+PLAYBOOKS = playbooks_dir()  # playbooks/, in the checkout or the wheel
 SOURCE = "ansible"
 EVENT_KIND = "ansible"
 CONFIGURED, FAILED = NodeState.CONFIGURED, NodeState.FAILED

@@ -7,11 +7,9 @@ passed to :func:`~bootstrap.http.create_app` overrides any of them.
 from __future__ import annotations
 
 import os
-import pathlib
 import secrets
 
-# the checkout's templates/, beside the bootstrap package (this file: bootstrap/http/core/)
-REPO_TEMPLATES = str(pathlib.Path(os.path.abspath(__file__)).parents[3] / "templates")
+from ...resources import templates_dir
 
 DEFAULTS = {
     "PUBLIC_URL": None,               # base of every URL we hand out; default controller.url
@@ -30,7 +28,7 @@ DEFAULTS = {
     "DNS_SERVERS": None,              # default: the controller's address
     "STATUS_NODE_LIMIT": 500,         # above this many nodes the status page shows counts
     "STATUS_REFRESH_SECONDS": 2,
-    "TEMPLATES_DIR": REPO_TEMPLATES,
+    "TEMPLATES_DIR": templates_dir(),   # templates/, in the checkout or the wheel
     "EVENT_THROTTLE_SECONDS": 30,     # refusals/unknowns: one event per client and window
     "LEAN_BOOT": True,                # plain GET /boot/ipxe answered in front of Flask
     "EVENT_BATCH": False,             # True in gunicorn workers: events written by a thread
