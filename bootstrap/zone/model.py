@@ -138,6 +138,24 @@ class UpSettings:
     power_on_per_second: float = 4.0
 
 
+# Linux bonding driver modes (also netplan's and systemd-networkd's names)
+BOND_MODES = ("balance-rr", "active-backup", "balance-xor", "broadcast", "802.3ad",
+              "balance-tlb", "balance-alb")
+
+
+@dataclass(frozen=True)
+class SiteSettings:
+    """What the installed servers need from this site: who may log in, the URL nodes
+    reach us at, the NICs cabled to the ToR pair and how they are bonded, and where
+    the iPXE binaries are."""
+
+    ssh_authorized_keys: tuple[str, ...] = ()  # inline keys, then the keys file's
+    public_url: str | None = None              # None: controller.url
+    nics: tuple[str, ...] = ("eno1", "eno2")   # bond members, ToR link order, when MACs unknown
+    bond_mode: str = "802.3ad"
+    ipxe_dir: str = "/usr/lib/ipxe"            # ipxe.efi, undionly.kpxe (Debian's ipxe)
+
+
 @dataclass(frozen=True)
 class Zone:
     name: str
@@ -160,11 +178,17 @@ class Zone:
     redfish: Redfish = field(default_factory=Redfish)
     dhcp: DhcpSettings = field(default_factory=DhcpSettings)
     up: UpSettings = field(default_factory=UpSettings)
+    site: SiteSettings = field(default_factory=SiteSettings)
     warnings: tuple = ()  # Problems that do not make the zone invalid (files not there yet)
 
     @property
     def base_dir(self) -> str:
         return os.path.dirname(os.path.abspath(self.source))
+
+    @property
+    def public_url(self) -> str:
+        """The base of every URL handed to nodes."""
+        return self.site.public_url or self.controller_url
 
     def path(self, relative: str) -> str:
         """A path named in the zone file, relative to the zone file's folder."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import os
 import re
 
 from ..errors import Problem, ZoneInvalid
@@ -15,10 +16,11 @@ from ..yamlsrc import SrcDict
 from .model import DEFAULT_SERVES, KINDS, LEARNED, PORTS_SERVE, SERVES, ZTP_KINDS, Addressing, \
     BmcCredentials, DhcpSettings, Firmware, Image, Network, Pod, Redfish, Role, SwitchSpec, \
     UpSettings, Zone
+from .site import parse_site
 
 TOP_KEYS = ("zone", "domain", "networks", "addressing", "controller", "dns", "ntp", "naming",
             "images", "firmware", "credentials", "redfish", "roles", "pod_template", "core",
-            "pods", "dhcp", "up")
+            "pods", "dhcp", "up", "site")
 TOP_REQUIRED = ("zone", "domain", "networks", "roles", "pod_template", "pods")
 _SECRET_KEY = re.compile(r"(^|_)(password|passwd|secret|token)$", re.IGNORECASE)
 NAMING_FIELDS = ("pod", "pod_index", "unit")
@@ -53,7 +55,8 @@ def parse(r: Reader, raw, filename: str, digest: str = "") -> tuple[Zone, SrcDic
         networks=b.networks(), addressing=b.addressing(), controller_url=b.controller(),
         dns_upstreams=b.dns(), ntp=b.ntp(), naming=b.naming(), images=b.images(),
         firmware=b.firmware(), roles={}, switches={}, core={}, pods=(),
-        credentials=b.credentials(), redfish=b.redfish(), dhcp=b.dhcp(), up=b.up())
+        credentials=b.credentials(), redfish=b.redfish(), dhcp=b.dhcp(), up=b.up(),
+        site=parse_site(r, top, os.path.dirname(os.path.abspath(filename))))
     roles = b.roles(zone)
     switches, forms = b.pod_switches(roles, zone.networks)
     core = b.core(forms, switches)

@@ -83,6 +83,15 @@ CIRCUIT = 'circuit_id: "swp{port}"'
 LOM = '    lom:   {role: lom-switch, remote_id: "{pod}-lom",'
 POD = "  - {name: p01, index: 1}"
 LAB_SHA256 = "872a5879c347a0f40f6242fbe6b0d6c50c8b0a67d5c1ce46cf4cb9708eb5b56e"
+ED25519 = ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIEdtrq+BamXi3qOgNK2cDHqCGuseKM/EgNRa+l73yr0 "
+           "ops@example")
+
+
+def site(body: str) -> str:
+    """A ``site:`` section (flow style) put before the lab's naming line."""
+    return f"site: {{{body}}}\n{NAMING}"
+
+
 CASES = {
     # the zone's structure and its references
     "unknown key": ("naming:", "nameing:", "nameing:",
@@ -214,6 +223,27 @@ CASES = {
                   '  core-2: {remote_id: mac, mac: "0c29.ef01.0203"}', "macs:",
                   "MAC 0c:29:ef:01:02:03 of p01-tor-a is already the MAC of core.core-2",
                   (POD, POD[:-1] + ', macs: {tor-a: "0C-29-EF-01-02-03"}}')),
+    # site: what the installed servers need from this site
+    "ssh key of an unknown type": (NAMING, site('ssh_authorized_keys: ["ssh-dss AAAAB3NzaC1kc3M= x"]'),
+                                   "ssh-dss", "key type 'ssh-dss' is not one of ssh-ed25519"),
+    "ssh key cut short": (NAMING, site(f'ssh_authorized_keys: ["{ED25519[:60]}"]'), "ssh-ed25519",
+                          "site.ssh_authorized_keys[0]: the key's data is not a ssh-ed25519"),
+    "ssh key not base64": (NAMING, site('ssh_authorized_keys: ["ssh-rsa AAAA!B3 me"]'), "ssh-rsa",
+                           "the key is not valid base64"),
+    "ssh key of another type's data": (
+        NAMING, site(f'ssh_authorized_keys: ["ssh-rsa {ED25519.split()[1]}"]'), "ssh-rsa",
+        "the key's data is not a ssh-rsa key"),
+    "missing keys file": (NAMING, site("ssh_authorized_keys_file: keys/ops.pub"), "ops.pub",
+                          "keys/ops.pub: No such file or directory"),
+    "bad bond mode": (NAMING, site("bond_mode: lacp"), "bond_mode",
+                      "site.bond_mode: 'lacp' is not a Linux bonding mode (one of balance-rr"),
+    "bad nic name": (NAMING, site("nics: [eno1, ens1f0/1]"), "nics", "site.nics[1]: 'ens1f0/1'"),
+    "nic named twice": (NAMING, site("nics: [eno1, eno1]"), "nics", "'eno1' is named twice"),
+    "no nics": (NAMING, site("nics: []"), "nics", "site.nics: name at least one NIC"),
+    "bad public url": (NAMING, site("public_url: ftp://zone.example.net"), "public_url",
+                       "site.public_url: 'ftp://zone.example.net' is not a plain http(s) URL"),
+    "unknown site key": (NAMING, site("bond: 802.3ad"), "bond:",
+                         "site: unknown key 'bond' (did you mean 'bond_mode'?)"),
 }
 
 

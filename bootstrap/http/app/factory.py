@@ -11,7 +11,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from ..core import problems
 from ..core.service import HttpService
-from ..core.settings import DEFAULTS
+from ..core.settings import DEFAULTS, site_settings
 from ..views import BLUEPRINTS, metrics
 from .lean import LeanBoot
 
@@ -21,8 +21,9 @@ NAME = "bootstrap.http"  # Flask's import name: its logger's name, as before the
 
 def create_app(plan, store, config: dict | None = None) -> Flask:
     """The WSGI app answering for ``plan``, recording into ``store``; ``config`` overrides
-    :data:`~bootstrap.http.core.settings.DEFAULTS` (and any Flask setting, e.g. ``TESTING``)."""
-    settings = dict(DEFAULTS, **(config or {}))
+    :data:`~bootstrap.http.core.settings.DEFAULTS`, the zone's ``site:`` settings (and any
+    Flask setting, e.g. ``TESTING``)."""
+    settings = {**DEFAULTS, **site_settings(plan.zone), **(config or {})}
     app = Flask(NAME, template_folder=settings["TEMPLATES_DIR"], static_folder=None)
     # werkzeug answers "/boot//ipxe" with a redirect to an absolute URL built from the
     # request's Host header: a stranger's host in our Location. A doubled slash is a 404.

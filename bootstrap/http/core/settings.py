@@ -1,7 +1,7 @@
 """Settings of the HTTP service and the secrets it reads (never logged).
 
-Defaults come from the zone (controller URL, the zone file's folder); ``config``
-passed to :func:`~bootstrap.http.create_app` overrides any of them.
+Defaults come from the zone (its ``site:`` section, the controller URL, the zone file's
+folder); ``config`` passed to :func:`~bootstrap.http.create_app` overrides any of them.
 """
 
 from __future__ import annotations
@@ -12,19 +12,16 @@ import secrets
 from ...resources import templates_dir
 
 DEFAULTS = {
-    "PUBLIC_URL": None,               # base of every URL we hand out; default controller.url
+    # PUBLIC_URL, IPXE_DIR, NIC_NAMES, BOND_MODE, SSH_AUTHORIZED_KEYS: the zone's site:
+    # section (site_settings below)
     "FILES_ROOT": None,               # default: the zone file's folder
     "FILES_EXTRA": (),                # more top-level folders of FILES_ROOT to serve
-    "IPXE_DIR": "/usr/lib/ipxe",      # ipxe.efi, undionly.kpxe (Debian's ipxe package)
     "TRUST_X_FORWARDED_FOR": False,   # True only behind a proxy we run
     "API_TOKEN": None,                # else env ZONE_API_TOKEN, else API_TOKEN_FILE
     "API_TOKEN_FILE": None,           # else env ZONE_API_TOKEN_FILE
     "NODE_SECRET": None,              # HMAC key of per-node tokens; else env ZONE_NODE_SECRET
     "NODE_SECRET_FILE": None,         # else <state folder>/node-secret, made on first use
     "RETRY_SECONDS": 30,              # unknown iPXE requester waits this long between tries
-    "NIC_NAMES": ("eno1", "eno2"),    # bond members when the node's MACs are not known
-    "BOND_MODE": "802.3ad",
-    "SSH_AUTHORIZED_KEYS": (),
     "DNS_SERVERS": None,              # default: the controller's address
     "STATUS_NODE_LIMIT": 500,         # above this many nodes the status page shows counts
     "STATUS_REFRESH_SECONDS": 2,
@@ -35,6 +32,14 @@ DEFAULTS = {
     "PARENT_METRICS_URL": None,       # set by HttpServer: the zone serve process's metrics
     "FRONT_DIR": None,                # set by HttpServer under an nginx front: per-node scripts
 }
+
+
+def site_settings(zone) -> dict:
+    """The settings a zone's ``site:`` section gives (model defaults when it has none)."""
+    site = zone.site
+    return {"PUBLIC_URL": site.public_url, "IPXE_DIR": zone.path(site.ipxe_dir),
+            "NIC_NAMES": site.nics, "BOND_MODE": site.bond_mode,
+            "SSH_AUTHORIZED_KEYS": site.ssh_authorized_keys}
 
 
 def _read(path: str) -> str | None:
