@@ -4,11 +4,17 @@ They stay at the top of the repository (templates/, playbooks/) and pyproject ma
 the data packages ``bootstrap.templates`` and ``bootstrap.playbooks``, so the same lookup
 finds them in an editable checkout and in an installed wheel. Nothing else in bootstrap
 reads files relative to its own location.
+
+Also the version ``zone --version`` prints.
 """
 
 from __future__ import annotations
 
-from importlib import resources
+import tomllib
+from importlib import metadata, resources
+from pathlib import Path
+
+DISTRIBUTION = "zone-bootstrap"  # pyproject's [project] name
 
 
 def _folder(package: str) -> str:
@@ -28,3 +34,21 @@ def templates_dir() -> str:
 def playbooks_dir() -> str:
     """The pod playbooks project (site.yml and its roles) handed to ansible-runner."""
     return _folder("bootstrap.playbooks")
+
+
+def version() -> str:
+    """The installed distribution's version; in a checkout that is not installed, the one
+    its pyproject.toml declares."""
+    try:
+        return metadata.version(DISTRIBUTION)
+    except metadata.PackageNotFoundError:
+        return _checkout_version()
+
+
+def _checkout_version() -> str:
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    try:
+        with open(pyproject, "rb") as fh:
+            return tomllib.load(fh)["project"]["version"]
+    except (OSError, KeyError, tomllib.TOMLDecodeError):
+        return "unknown"

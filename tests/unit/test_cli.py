@@ -59,3 +59,25 @@ def test_render_writes_files(tmp_path):
     assert result.returncode == 0
     assert (tmp_path / "out" / "inventory" / "hosts.yml").exists()
     assert (tmp_path / "out" / "dhcp-reservations.json").exists()
+
+
+def test_version_is_the_package_version(tmp_path):
+    from importlib import metadata
+    result = zone("--version", cwd=tmp_path)
+    assert result.returncode == 0 and "Traceback" not in result.stderr
+    assert result.stdout.strip() == f"zone {metadata.version('zone-bootstrap')}"
+
+
+def test_version_without_metadata_is_the_checkout_pyproject(monkeypatch):
+    import tomllib
+    from importlib import metadata
+
+    from bootstrap import resources
+    from tests.conftest import ROOT
+
+    def not_installed(name):
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(resources.metadata, "version", not_installed)
+    with open(f"{ROOT}/pyproject.toml", "rb") as fh:
+        assert resources.version() == tomllib.load(fh)["project"]["version"]
