@@ -13,7 +13,7 @@ import logging
 import pkgutil
 import sys
 
-from . import commands
+from . import commands, logs
 from .errors import BootstrapError, InputError
 from .resources import version
 
@@ -34,8 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logs.setup(getattr(args, "log_format", None),
+               level=logging.DEBUG if args.verbose else logging.INFO)
     try:
         return int(args.func(args) or 0)
     except InputError as exc:

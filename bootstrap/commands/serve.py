@@ -6,6 +6,7 @@ import signal
 import sqlite3
 import sys
 
+from ..logs import FORMATS
 from ..serve import ServeOptions, Services, pod_plan
 from ..zone import load_zone
 from ._args import open_store, pod_arg, state_arg, zone_arg
@@ -30,6 +31,9 @@ def register(sub) -> None:
                    help="nginx answers /boot/ipxe from pre-rendered per-node files and holds "
                         "slow clients (needs /usr/sbin/nginx), gunicorn the rest; "
                         "auto (default): nginx when installed")
+    p.add_argument("--log-format", choices=FORMATS, metavar="|".join(FORMATS),
+                   help="text (default) or json: one JSON object per line (ts, level, logger, "
+                        "msg and fields), for every service, the HTTP access log included")
     for name in ("dhcp", "tftp", "dns", "http"):
         p.add_argument(f"--no-{name}", action="store_true", help=f"do not run {name.upper()}")
     p.set_defaults(func=cmd_serve)

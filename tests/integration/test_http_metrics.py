@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import stat
+import subprocess
+import sys
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from http_peers import curl, served_zone
+from http_peers import curl, free_port, loopback_zone, served_zone, wait_until_up
 
 SCRAPES = 20
 
@@ -35,3 +39,34 @@ def test_request_counters_never_go_backwards_between_scrapes(tmp_path):
         # every request counted, whichever worker answered it (plus the wait for start-up)
         assert seen[-1][("/healthz", "200")] >= 3 * SCRAPES
     assert not os.path.exists(folder)  # removed at stop
+
+
+def test_zone_serve_json_logs_with_an_access_line_per_request(tmp_path):
+    """``zone serve --log-format json``: every stderr line is a JSON object, HTTP's
+    gunicorn child included, and each request has its access line."""
+    port = free_port()
+    zone = loopback_zone(tmp_path, port)
+    err = tmp_path / "serve.err"
+    cmd = [sys.executable, "-m", "bootstrap", "serve", zone, "--state", str(tmp_path / "z.db"),
+           "--bind", "127.0.0.1", "--http-port", str(port), "--http-front", "gunicorn",
+           "--no-dhcp", "--no-tftp", "--no-dns", "--log-format", "json"]
+    with open(err, "wb") as stderr:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr)
+        try:
+            base = f"http://127.0.0.1:{port}"
+            wait_until_up(base + "/healthz")
+            for _ in range(5):
+                curl("-s", "-o", "/dev/null", base + "/healthz?probe=1")
+            curl("-s", "-o", "/dev/null", base + "/no-such-page")
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
+    lines = [json.loads(line) for line in err.read_text().splitlines() if line.strip()]
+    assert all({"ts", "level", "logger", "msg"} <= set(line) for line in lines)
+    access = [line for line in lines if line["logger"] == "bootstrap.http.access"]
+    healthz = [a for a in access if a["path"] == "/healthz" and a["status"] == 200]
+    assert len(healthz) >= 5 + 1  # ours and at least the one that found it up
+    assert {"method", "bytes", "duration_ms", "client"} <= set(healthz[0])
+    assert healthz[0]["client"] == "127.0.0.1" and healthz[0]["bytes"] > 0
+    assert [a["status"] for a in access if a["path"] == "/no-such-page"] == [404]
+    assert not any("probe=1" in json.dumps(line) for line in lines)  # no query strings

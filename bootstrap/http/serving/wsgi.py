@@ -36,9 +36,11 @@ from gunicorn.glogging import Logger
 from prometheus_client import make_wsgi_app
 from werkzeug.serving import WSGIRequestHandler, make_server
 
+from ... import logs
 from ...errors import WorkError
 from ...plan import Plan, compile_plan
 from ...state import Store, default_path
+from ...throttle import Throttle
 from ...zone import load_zone
 from ..app.factory import create_app
 from ..core.problems import LOGS
@@ -50,6 +52,9 @@ log = logging.getLogger("bootstrap.http")
 # Measured with bench/http on 2 cores: one process per core (the GIL) and 8 threads each
 # beat 1 x 16, 2 x 4 and 2 x 16 in requests/s and in CPU per request.
 WORKERS = min(os.cpu_count() or 1, 4)
+ACCESS = logging.getLogger("bootstrap.http.access")
+# Every request of a client is logged, but one flooding us cannot write at line rate.
+ACCESS_LINES = Throttle(rate=50, burst=500)
 THREADS = 8
 
 
@@ -111,7 +116,23 @@ def _worker_exit(server, worker) -> None:
 class ThrottledLogger(Logger):
     """gunicorn's error log with its warnings and tracebacks rate-limited per kind and client
     (:mod:`bootstrap.throttle`): gunicorn warns of every malformed request ("Invalid
-    request from ip=…"), so without a limit a stranger writes our log at line rate."""
+    request from ip=…"), so without a limit a stranger writes our log at line rate.
+
+    Also our access log: one line per request on ``bootstrap.http.access``, in the
+    format :mod:`bootstrap.logs` was set to (gunicorn's own lines too)."""
+
+    def setup(self, cfg):
+        super().setup(cfg)
+        for handler in self.error_log.handlers:
+            handler.setFormatter(logs.formatter())
+
+    def access(self, resp, req, environ, request_time):
+        client = environ.get("REMOTE_ADDR") or "-"
+        if ACCESS_LINES.allow("access-log", client):
+            fields = access_fields(req.method, req.path, resp.status_code, resp.sent,
+                                   request_time.total_seconds(), client,
+                                   environ.get("HTTP_X_FORWARDED_FOR"))
+            ACCESS.info("%(method)s %(path)s %(status)s", fields, extra=fields)
 
     def warning(self, msg, *args, **kwargs):
         if _log_allowed(msg):
@@ -120,6 +141,17 @@ class ThrottledLogger(Logger):
     def exception(self, msg, *args, **kwargs):
         if _log_allowed(msg):
             super().exception(msg, *args, **kwargs)
+
+
+def access_fields(method: str, path: str, status, sent, seconds: float, client: str,
+                  forwarded: str | None = None) -> dict:
+    """An access line's fields. The path has no query string: one may carry a node token."""
+    fields = {"method": str(method)[:16], "path": str(path)[:256], "status": int(status or 0),
+              "bytes": int(sent or 0), "duration_ms": round(seconds * 1000, 3),
+              "client": client}
+    if forwarded:  # behind nginx the peer is loopback; the node is the one nginx names
+        fields["forwarded_for"] = forwarded.split(",")[0].strip()[:64]
+    return fields
 
 
 def _log_allowed(msg) -> bool:
@@ -402,7 +434,7 @@ def _main(argv=None) -> int:
     parser.add_argument("--front", choices=FRONTS, help="nginx answers /boot/ipxe from files "
                         "(auto: when nginx is installed); default gunicorn alone")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logs.setup()  # as the zone serve that started us: ZONE_LOG_FORMAT
     if args.spec:
         plan, config = read_spec(sys.stdin.buffer)
     elif args.zone:
