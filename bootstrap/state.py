@@ -154,6 +154,18 @@ class Store:
         out = [dict(r, detail=json.loads(r["detail"])) for r in rows]
         return out[::-1] if newest else out
 
+    def prune_events(self, before_ts: float, keep_last_per_node: int = 10) -> int:
+        """Delete events older than ``before_ts`` but each node's newest
+        ``keep_last_per_node`` (node-less events count as one node), so a node's last
+        steps and failure stay visible; returns how many were deleted."""
+        if keep_last_per_node < 0:
+            raise InputError(f"keep_last_per_node must be 0 or more, not {keep_last_per_node}")
+        with self._tx() as db:
+            return db.execute(
+                "DELETE FROM events WHERE ts < ? AND id NOT IN (SELECT id FROM (SELECT id, "
+                "ROW_NUMBER() OVER (PARTITION BY node ORDER BY id DESC) AS n FROM events) "
+                "WHERE n <= ?)", (before_ts, keep_last_per_node)).rowcount
+
     # --- nodes --------------------------------------------------------------
 
     def seed(self, plan) -> None:
