@@ -66,6 +66,11 @@ def zone_vars(plan: Plan) -> dict:
         "zone_dns_upstreams": list(zone.dns_upstreams), "zone_ntp_servers": list(zone.ntp),
         "zone_networks": {n.name: {"supernet": str(n.supernet), "prefix": n.prefix, "vlan": n.vlan}
                           for n in zone.networks.values()},
+        # the site: section, for the network role and for playbooks that add users
+        "zone_public_url": zone.public_url,
+        "zone_ssh_authorized_keys": list(zone.site.ssh_authorized_keys),
+        "network_bond_interfaces": list(zone.site.nics),
+        "network_bond_mode": zone.site.bond_mode,
     }
 
 

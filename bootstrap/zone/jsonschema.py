@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from ..schema import CIRCUIT_FIELDS, IDENT, NAME, PORT_FIELDS, URL
 from .checks import POD_FIELDS, REDFISH_FIELDS, REMOTE_FIELDS
-from .model import KINDS, PORTS_SERVE, SERVES, ZTP_KINDS, Addressing, BmcCredentials, \
-    DhcpSettings, Redfish, UpSettings
+from .model import BOND_MODES, KINDS, PORTS_SERVE, SERVES, ZTP_KINDS, Addressing, \
+    BmcCredentials, DhcpSettings, Redfish, SiteSettings, UpSettings
 from .parse import CORE_CIRCUIT_FIELDS, DEFAULT_CIRCUIT, MAX_DOMAIN, NAMING_FIELDS, \
     RELAY_PRESETS, TOP_KEYS, TOP_REQUIRED, U32
+from .site import KEY_TYPES, NIC_NAME
 
 TOP = "zone file"          # how the parser names the top mapping
 SCHEMA_ID = "https://zone-bootstrap.invalid/zone-file.schema.json"
@@ -34,6 +35,8 @@ _H2, _H4 = "[0-9A-Fa-f]{2}", "[0-9A-Fa-f]{4}"
 MAC = rf"^({_H2}:){{5}}{_H2}$|^({_H2}-){{5}}{_H2}$|^{_H4}\.{_H4}\.{_H4}$|^[0-9A-Fa-f]{{12}}$"
 UNITS = r"^\s*[0-9]+\s*(-\s*[0-9]+\s*)?(,\s*[0-9]+\s*(-\s*[0-9]+\s*)?)*$"
 SHA256 = r"^[0-9A-Fa-f]{64}$"
+SSH_KEY = r"^(%s) [A-Za-z0-9+/]+={0,2}( [^\n]*)?$" % "|".join(
+    t.replace(".", r"\.") for t in KEY_TYPES)
 
 
 def _fields(names) -> str:
@@ -240,7 +243,27 @@ def _sections() -> dict:
             "power_on_per_second": number("BMC power-ons per second", 0.01, 10000,
                                           UpSettings.power_on_per_second),
         }),
+        "site": _site(),
     }
+
+
+def _site() -> dict:
+    site = SiteSettings()
+    return mapping("what installed servers need from this site", {
+        "ssh_authorized_keys": {"type": "array", "description": "OpenSSH public keys for "
+                                "every server's cloud-init", "items": text("a public key",
+                                                                           SSH_KEY)},
+        "ssh_authorized_keys_file": text("an authorized_keys file, relative to the zone file",
+                                         forbids=PATH_FORBIDS),
+        "public_url": text("base of every URL handed to nodes (default controller.url)",
+                           URL.pattern),
+        "nics": dict(strings("the NICs cabled to the ToR pair, bonded, tor-a first",
+                             NIC_NAME.pattern), minItems=1, uniqueItems=True,
+                     default=list(site.nics)),
+        "bond_mode": {"enum": list(BOND_MODES), "default": site.bond_mode,
+                      "description": "Linux bonding mode of the servers' bond"},
+        "ipxe_dir": text("iPXE binaries served over HTTP", default=site.ipxe_dir),
+    })
 
 
 def zone_schema() -> dict:

@@ -47,3 +47,20 @@ def test_reservations_cover_every_location(lab_plan, tmp_path):
     assert {"switch": "p01-tor-b", "port": "swp2", "remote_id": "p01-tor-b"} in \
         by_name["p01-u02"]["locations"]
     assert len(by_name) == len(lab_plan.nodes)
+
+
+def test_site_settings_reach_group_vars(tmp_path):
+    """The zone's site: section gives the network role its NICs and bond mode."""
+    import os
+
+    from bootstrap.plan import compile_plan
+    from bootstrap.zone import load_zone
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    plan = compile_plan(load_zone(os.path.join(root, "examples", "two-pods.yml")))
+    render_all(plan, str(tmp_path))
+    zone = yaml.safe_load((tmp_path / "inventory" / "group_vars" / "all.yml").read_text())
+    assert zone["network_bond_interfaces"] == ["ens1f0", "ens1f1"]
+    assert zone["network_bond_mode"] == "802.3ad"
+    assert zone["zone_public_url"] == "http://10.42.0.2:8080"
+    assert zone["zone_ssh_authorized_keys"][0].endswith(" ops@fra2")

@@ -92,6 +92,11 @@ BROKEN = [
     ("controller/url", "ftp://10.17.0.2", "does not match"),
     ("pod_template/switches/tor-a/uplink/port", None, "'port' is a dependency of 'switch'"),
     ("core/core-1/remote_id", "core-1\n", "should not be valid"),
+    ("site", {"bond_mode": "lacp"}, "is not one of"),
+    ("site", {"nics": ["ens1f0/1"]}, "does not match"),
+    ("site", {"nics": []}, "should be non-empty"),
+    ("site", {"ssh_authorized_keys": ["ssh-dss AAAAB3NzaC1kc3M= x"]}, "does not match"),
+    ("site", {"public_url": "ftp://zone.example.net"}, "does not match"),
 ]
 
 
@@ -111,6 +116,7 @@ def test_broken_zones_fail(validator, lab, path, value, message):
     ("pod_template/units/2/units", [3, "4"]),     # a list of selections
     ("core/core-1/mac", "0C-29-EF-00-00-01"),
     ("domain", "lab1.example.net."),
+    ("site", {"nics": ["eno1"], "bond_mode": "active-backup", "ipxe_dir": "ipxe"}),
 ], ids=lambda v: str(v))
 def test_valid_variants_pass(validator, lab, path, value):
     """What the parser accepts beyond the examples' forms, the schema accepts too."""
