@@ -22,6 +22,7 @@ most ``TCP_CLIENTS`` connections; and every log line a stranger can cause is thr
 from __future__ import annotations
 
 import collections
+import enum
 import logging
 import secrets
 import selectors
@@ -248,6 +249,15 @@ def parse_upstream(text: str) -> tuple[str, int]:
     return (host, int(port)) if port else (text, 53)
 
 
+class Route(enum.Enum):
+    """What :meth:`Responder.answer` gives instead of reply bytes when others must answer."""
+
+    FORWARD = "forward"     # a zone not ours, with forwarding on: the upstreams answer
+
+
+FORWARD = Route.FORWARD
+
+
 class Responder:
     """Query bytes → reply bytes, with no sockets: the part of the service tests drive directly.
 
@@ -262,7 +272,7 @@ class Responder:
         self.failures = 0          # queries that parsed but broke our answering: bugs (SERVFAIL)
 
     def answer(self, data: bytes, udp: bool = True) -> tuple:
-        """(reply bytes, None to drop, or "forward"; rcode name) for one query."""
+        """(reply bytes, None to drop, or :data:`FORWARD`; rcode name or None) for one query."""
         if len(data) < 12 or data[2] & 0x80:          # too short for a header, or a response
             return None, "DROPPED"
         try:
@@ -283,7 +293,7 @@ class Responder:
         reply = respond(self.authority, request, recursion=self.forward)
         if reply is None:
             if self.forward and self.upstreams:
-                return "forward", None
+                return FORWARD, None
             reply = refusal(request, RCODE.REFUSED)
         packed = reply.pack()
         return (fit_udp(packed, request) if udp else packed), RCODE[reply.header.rcode]
@@ -691,7 +701,7 @@ class DnsService(Service):
 
     def _udp_slow(self, data: bytes, client, question) -> bytes | None:
         reply, rcode = self.responder.answer(data)
-        if reply == "forward":
+        if reply is FORWARD:
             self._forward_udp(data, client)
             return None
         if reply is None:
@@ -770,7 +780,7 @@ class _TcpHandler(socketserver.BaseRequestHandler):
         try:
             while data := self._read_message():
                 reply, rcode = service.responder.answer(data, udp=False)
-                if reply == "forward":
+                if reply is FORWARD:
                     reply, rcode = service.forward_and_wait(data)
                 if reply is None:
                     return

@@ -210,3 +210,20 @@ def _http_ok(url: str) -> bool:
             return answer.status in (200, 503)
     except OSError:
         return False
+
+
+# ---------------------------------------------------------------------------
+# The DNS responder's outcome for other zones: typed, not the string "forward"
+# ---------------------------------------------------------------------------
+
+def test_a_question_for_another_zone_is_the_typed_forward_outcome(lab_plan):
+    from dnslib import DNSRecord
+
+    from bootstrap.dns import FORWARD, Responder, Route
+
+    query = bytes(DNSRecord.question("www.example.org").pack())
+    assert Responder(lab_plan, forward=True, upstreams=["192.0.2.53"]).answer(query) \
+        == (FORWARD, None)
+    assert FORWARD is Route.FORWARD and FORWARD != "forward"
+    reply, rcode = Responder(lab_plan).answer(query)           # forwarding off: refused
+    assert isinstance(reply, (bytes, bytearray)) and rcode == "REFUSED"
