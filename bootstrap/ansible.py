@@ -197,12 +197,16 @@ class Options:
     on_event: Callable | None = None           # (pod, host, detail) for a live display
 
 
-def prepare(plan: Plan, state_dir: str, inventories: Iterable[str] = (), **settings) -> Options:
+def prepare(plan: Plan, state_dir: str, inventories: Iterable[str] = (),
+            playbooks: str | None = None, **settings) -> Options:
     """Options for runs beside a state database: the inventory rendered afresh into
     ``<state_dir>/inventory`` (first), then ``inventories`` (connection vars, …);
-    artifacts under ``<state_dir>/ansible/<pod>``."""
+    artifacts under ``<state_dir>/ansible/<pod>``; ``playbooks`` (else the shipped
+    project) is the playbook project."""
     rendered = os.path.join(state_dir, "inventory")
     inventory.write(plan, rendered)
+    if playbooks:
+        settings["playbooks"] = os.path.abspath(playbooks)
     return Options(work_dir=os.path.join(state_dir, "ansible"),
                    inventories=(rendered, *map(os.path.abspath, inventories)), **settings)
 

@@ -104,7 +104,8 @@ def configure_step(plan: Plan, store: Store, args, extra_inventories=()):
     from .ansible import prepare
     from .up import configure_pod
 
-    opts = prepare(plan, os.path.dirname(os.path.abspath(store.path)), extra_inventories)
+    opts = prepare(plan, os.path.dirname(os.path.abspath(store.path)), extra_inventories,
+                   getattr(args, "playbooks", None))
 
     def run(pod: str) -> None:
         # configured but not ready: a run was killed before its pod was; the playbooks

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 from ..errors import InputError
@@ -26,6 +27,23 @@ def json_arg(parser) -> None:
 def state_arg(parser) -> None:
     parser.add_argument("--state", metavar="PATH",
                         help="state database (default: state/zone.db beside the zone file)")
+
+
+def ansible_args(parser) -> None:
+    """--inventory/--playbooks of the commands that hand pods to Ansible."""
+    parser.add_argument("--inventory", action="append", default=[], metavar="PATH",
+                        help="another inventory source after the rendered one (connection "
+                             "vars); repeatable")
+    parser.add_argument("--playbooks", metavar="DIR",
+                        help="the playbook project (default: the installed playbooks/)")
+
+
+def check_ansible_args(args) -> None:
+    for path in args.inventory:
+        if not os.path.exists(path):
+            raise InputError(f"--inventory {path}: no such file or directory")
+    if args.playbooks and not os.path.isdir(args.playbooks):
+        raise InputError(f"--playbooks {args.playbooks}: no such directory")
 
 
 def print_json(value) -> None:

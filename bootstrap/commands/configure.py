@@ -7,7 +7,7 @@ import os
 from ..ansible import prepare
 from ..errors import InputError, WorkError
 from ..up import configure
-from ._args import json_arg, load_plan, open_store, pod_arg, print_json, state_arg, zone_arg
+from ._args import ansible_args, check_ansible_args, json_arg, load_plan, open_store, pod_arg, print_json, state_arg, zone_arg
 
 
 def register(sub) -> None:
@@ -16,19 +16,14 @@ def register(sub) -> None:
     pod_arg(p)
     state_arg(p)
     json_arg(p)
-    p.add_argument("--inventory", action="append", default=[], metavar="PATH",
-                   help="another inventory source after the rendered one (connection vars); "
-                        "repeatable")
-    p.add_argument("--playbooks", metavar="DIR", help="the playbook project (default: playbooks/)")
+    ansible_args(p)
     p.add_argument("--max-parallel", type=int, default=4, metavar="N", help="pods at once")
     p.add_argument("--timeout", type=int, default=None, metavar="S", help="per pod run, seconds")
     p.set_defaults(func=cmd_configure)
 
 
 def _check(args) -> None:
-    for path in args.inventory:
-        if not os.path.exists(path):
-            raise InputError(f"--inventory {path}: no such file or directory")
+    check_ansible_args(args)
     if args.max_parallel < 1:
         raise InputError("--max-parallel must be at least 1")
 
@@ -48,9 +43,7 @@ def cmd_configure(args) -> int:
     _check(args)
     store = open_store(args, plan)
     opts = prepare(plan, os.path.dirname(os.path.abspath(store.path)), args.inventory,
-                   max_parallel=args.max_parallel, timeout=args.timeout)
-    if args.playbooks:
-        opts.playbooks = os.path.abspath(args.playbooks)
+                   args.playbooks, max_parallel=args.max_parallel, timeout=args.timeout)
     pods = [args.pod] if args.pod else list(plan.pods)
     results = configure(plan, pods, store, opts)
     if args.json:

@@ -24,7 +24,8 @@ def register(sub) -> None:
     p.add_argument("--tftp-port", type=int, default=69, metavar="N")
     p.add_argument("--dns-port", type=int, default=53, metavar="N")
     p.add_argument("--workers", type=int, default=1, metavar="N", help="DHCP worker processes")
-    p.add_argument("--tftp-root", default="/usr/lib/ipxe", metavar="DIR")
+    p.add_argument("--tftp-root", metavar="DIR",
+                   help="TFTP's folder (default: the zone's site.ipxe_dir, /usr/lib/ipxe)")
     p.add_argument("--dns-forward", action="store_true",
                    help="forward queries for other zones to the zone's dns.upstreams")
     p.add_argument("--http-front", choices=("auto", "nginx", "gunicorn"), default="auto",
@@ -51,7 +52,8 @@ def cmd_serve(args) -> int:
                            dhcp_port=args.dhcp_port, tftp_port=args.tftp_port,
                            dns_port=args.dns_port, dhcp=not args.no_dhcp, tftp=not args.no_tftp,
                            dns=not args.no_dns, http=not args.no_http, workers=args.workers,
-                           tftp_root=args.tftp_root, dns_forward=args.dns_forward,
+                           tftp_root=args.tftp_root or plan.zone.path(plan.zone.site.ipxe_dir),
+                           dns_forward=args.dns_forward,
                            http_front=args.http_front)
     services = Services(plan, store, options)
     signal.signal(signal.SIGTERM, lambda *_: services.stopped.set())

@@ -13,7 +13,8 @@ from ..progress import Progress, pod_line, snapshot
 from ..serve import ServeOptions, Services
 from ..up import Steps, run_up
 from ..up_steps import Hooks, announce_resumed, bmc_step, configure_step
-from ._args import json_arg, load_plan, open_store, pod_arg, state_arg, zone_arg
+from ._args import ansible_args, check_ansible_args, json_arg, load_plan, open_store, pod_arg, \
+    state_arg, zone_arg
 
 
 def register(sub) -> None:
@@ -35,6 +36,7 @@ def register(sub) -> None:
     p.add_argument("--straggler-wait", type=float, default=120.0, metavar="S",
                    help="then seconds more for servers still booting")
     p.add_argument("--no-configure", action="store_true", help="stop at installed (no Ansible)")
+    ansible_args(p)
     p.add_argument("--insecure", action="store_true", help="do not verify BMC TLS certificates")
     p.add_argument("--vm", action="append", default=[], metavar="UNIT[:uefi]",
                    help="with --lab: this unit is a real QEMU guest PXE-booting through iPXE "
@@ -48,6 +50,7 @@ def _pods(plan, args) -> list[str]:
 
 def cmd_up(args) -> int:
     plan = load_plan(args)
+    check_ansible_args(args)
     store = open_store(args, plan)
     pods = _pods(plan, args)
     stop = threading.Event()
@@ -56,10 +59,12 @@ def cmd_up(args) -> int:
         return _up_lab(args, plan, store, pods, stop)
     services = None
     if not args.no_serve:
-        services = Services(plan, store, ServeOptions(bind=args.bind))
+        services = Services(plan, store, ServeOptions(
+            bind=args.bind, tftp_root=plan.zone.path(plan.zone.site.ipxe_dir)))
         services.start()
     try:
-        return _drive(args, plan, store, pods, _steps(args, plan, store, stop, Hooks()))
+        return _drive(args, plan, store, pods, _steps(args, plan, store, stop, Hooks(),
+                                                      args.inventory))
     finally:
         if services:
             services.stop()
@@ -119,7 +124,7 @@ def _up_lab(args, plan, store, pods, stop) -> int:
     try:
         lab.start_services(os.path.abspath(args.zone), store.path)
         lab.power_up()
-        inventories = () if args.no_configure else lab.start_targets()
+        inventories = () if args.no_configure else (*lab.start_targets(), *args.inventory)
         lab.enter_controller()
         lab.start_bmcs()
         announce_resumed(store, pods, lab)
