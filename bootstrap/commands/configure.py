@@ -7,7 +7,8 @@ import os
 from ..ansible import prepare
 from ..errors import InputError, WorkError
 from ..up import configure
-from ._args import ansible_args, check_ansible_args, json_arg, load_plan, open_store, pod_arg, print_json, state_arg, zone_arg
+from ._args import ansible_args, check_ansible_args, json_arg, load_plan, open_store, pod_arg, \
+    print_json, state_arg, zone_arg
 
 
 def register(sub) -> None:

@@ -138,3 +138,26 @@ def test_zone_node_token_prints_the_token_the_service_accepts(http_plan, tmp_pat
     r = app.test_client().get(f"/cloud-init/p01-u03/meta-data?token={token}")
     assert r.status_code == 200
     assert main(["node-token", http_plan.zone.source, "p09-u99", "--state", state]) == 2
+
+
+KEY = ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIEdtrq+BamXi3qOgNK2cDHqCGuseKM/EgNRa+l73yr0 "
+       "ops@example")
+
+
+def test_site_section_reaches_user_data_and_network_config(http_store):
+    """site: in the zone file, not app settings: the keys, the NIC names and the bond mode."""
+    plan = variant_plan("naming:", f'site: {{ssh_authorized_keys: ["{KEY}"], nics: [ens1f0, '
+                        'ens1f1], bond_mode: balance-xor}\nnaming:')
+    client = make_app(plan, http_store).test_client()
+    user, text = get_yaml(client, "user-data")
+    assert user["ssh_authorized_keys"] == [KEY]
+    net = get_yaml(client, "network-config")[0]["network"]
+    assert net["bonds"]["bond0"]["interfaces"] == ["ens1f0", "ens1f1"]
+    assert net["bonds"]["bond0"]["parameters"]["mode"] == "balance-xor"
+
+
+def test_lab_has_no_keys_and_the_default_bond(client):
+    user, _ = get_yaml(client, "user-data")
+    assert "ssh_authorized_keys" not in user
+    bond = get_yaml(client, "network-config")[0]["network"]["bonds"]["bond0"]
+    assert bond["parameters"]["mode"] == "802.3ad"

@@ -224,8 +224,9 @@ CASES = {
                   "MAC 0c:29:ef:01:02:03 of p01-tor-a is already the MAC of core.core-2",
                   (POD, POD[:-1] + ', macs: {tor-a: "0C-29-EF-01-02-03"}}')),
     # site: what the installed servers need from this site
-    "ssh key of an unknown type": (NAMING, site('ssh_authorized_keys: ["ssh-dss AAAAB3NzaC1kc3M= x"]'),
-                                   "ssh-dss", "key type 'ssh-dss' is not one of ssh-ed25519"),
+    "ssh key of an unknown type": (
+        NAMING, site('ssh_authorized_keys: ["ssh-dss AAAAB3NzaC1kc3M= x"]'), "ssh-dss",
+        "key type 'ssh-dss' is not one of ssh-ed25519"),
     "ssh key cut short": (NAMING, site(f'ssh_authorized_keys: ["{ED25519[:60]}"]'), "ssh-ed25519",
                           "site.ssh_authorized_keys[0]: the key's data is not a ssh-ed25519"),
     "ssh key not base64": (NAMING, site('ssh_authorized_keys: ["ssh-rsa AAAA!B3 me"]'), "ssh-rsa",
