@@ -96,9 +96,10 @@ def leftovers(prefix: str) -> list[str]:
 
 
 def reap(namespace: str) -> None:
-    """Kill every process inside ``namespace``, then remove it."""
+    """Kill every process inside ``namespace`` but this one (the lab's ``zone up`` runs
+    in its controller namespace), then remove it."""
     pids = ip("netns", "pids", namespace, check=False).stdout.split()
-    for pid in pids:
+    for pid in (p for p in pids if p != str(os.getpid())):
         with contextlib.suppress(ProcessLookupError, ValueError):
             os.kill(int(pid), signal.SIGKILL)
     ip("netns", "del", namespace, check=False)
