@@ -337,3 +337,16 @@ def test_zone_validate_command_checks_files_and_digests(lab_text, tmp_path):
 def test_each_relay_preset_validates_on_the_lab(nos, lab_text):
     zone = parse_zone_text(broken(lab_text, CIRCUIT, f"relay: {nos}"), "z.yml")
     assert zone.switches["tor-a"].circuit_id and zone.switches["tor-a"].remote_id == "{pod}-tor-a"
+
+
+def test_keys_file_adds_keys_and_names_its_own_bad_line(lab_text, tmp_path):
+    keys = tmp_path / "ops.pub"
+    keys.write_text(f"# the on-call team\n\n{ED25519}\nssh-ed25519 AAAAC3Nz cut\n")
+    path = zone_dir(tmp_path, broken(lab_text, NAMING, site("ssh_authorized_keys_file: ops.pub")))
+    with pytest.raises(ZoneInvalid) as info:
+        load_zone(path)
+    assert [str(p) for p in info.value.problems] == [
+        f"{keys}:4: authorized key: the key's data is not a ssh-ed25519 key (truncated or "
+        "mixed up?)"]
+    keys.write_text(f"{ED25519}\n")
+    assert load_zone(path).site.ssh_authorized_keys == (ED25519,)
