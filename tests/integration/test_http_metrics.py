@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from http_peers import curl, free_port, loopback_zone, served_zone, wait_until_up
 
 SCRAPES = 20
+BURST = 8
 
 
 def requests_total(text: str) -> dict:
@@ -23,21 +24,34 @@ def requests_total(text: str) -> dict:
             for s in f.samples if s.name == "zone_http_requests_total"}
 
 
+def stop_workers(master: int) -> None:
+    """SIGTERM gunicorn's workers (children of its master, the HTTP child process);
+    the master starts new ones, which begin counting from zero."""
+    found = subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True)
+    for pid in found.stdout.split():
+        os.kill(int(pid), signal.SIGTERM)
+
+
 def test_request_counters_never_go_backwards_between_scrapes(tmp_path):
+    """Two workers, each scrape answered by either, workers replaced on the way: the
+    request counters only grow and hold every request made."""
     with served_zone(tmp_path, workers=2) as (base, server, _plan, _state):
         folder = server.metrics_dir
         assert stat.S_IMODE(os.stat(folder).st_mode) == 0o700  # private to the service
         seen: list[dict] = []
         for i in range(SCRAPES):
-            for _ in range(3):
-                curl("-s", "-o", "/dev/null", base + "/healthz")
+            if i % 5 == 4:  # a worker that counted is replaced (as max_requests or a crash do)
+                stop_workers(server.proc.pid)
+            # a burst on parallel connections: any worker may answer any part of it
+            curl("-Z", "--parallel-max", str(BURST), "-s",
+                 *[a for _ in range(BURST) for a in ("-o", "/dev/null", base + "/healthz")])
             seen.append(requests_total(curl("-fs", base + "/metrics").stdout.decode()))
+            # every request so far counted, whichever worker answered it or the scrape
+            assert seen[-1][("/healthz", "200")] >= BURST * (i + 1)
         for before, after in zip(seen, seen[1:]):
             for key, value in before.items():
                 assert after.get(key, 0) >= value, (key, value, after.get(key))
             assert sum(after.values()) > sum(before.values())
-        # every request counted, whichever worker answered it (plus the wait for start-up)
-        assert seen[-1][("/healthz", "200")] >= 3 * SCRAPES
     assert not os.path.exists(folder)  # removed at stop
 
 

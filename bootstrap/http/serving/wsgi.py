@@ -89,7 +89,7 @@ def _worker_factory(plan: Plan, store_path: str, config: dict, scripts: dict):
 
 
 MULTIPROC = "PROMETHEUS_MULTIPROC_DIR"
-OWNED = "ZONE_METRICS_DIR_OWNED"  # set when this process made the folder and removes it
+OWNED = "ZONE_METRICS_DIR_OWNER"  # the pid that made the folder and removes it
 
 
 def metrics_folder() -> str:
@@ -132,7 +132,7 @@ class ThrottledLogger(Logger):
             fields = access_fields(req.method, req.path, resp.status_code, resp.sent,
                                    request_time.total_seconds(), client,
                                    environ.get("HTTP_X_FORWARDED_FOR"))
-            ACCESS.info("%(method)s %(path)s %(status)s", fields, extra=fields)
+            ACCESS.info("request", extra=fields)  # the fields say it all, in text or JSON
 
     def warning(self, msg, *args, **kwargs):
         if _log_allowed(msg):
@@ -401,8 +401,7 @@ def app_from_env():
 def _reexec_with_metrics_folder() -> None:
     """Re-run this command with a metrics folder of its own: prometheus_client chose its
     single-process mode when it was imported, before we could set one."""
-    folder = metrics_folder()
-    env = dict(os.environ, **{MULTIPROC: folder, OWNED: folder})
+    env = dict(os.environ, **{MULTIPROC: metrics_folder(), OWNED: str(os.getpid())})
     os.execve(sys.executable, [sys.executable, "-m", "bootstrap.http.wsgi", *sys.argv[1:]], env)
 
 
@@ -411,10 +410,9 @@ def main(argv=None) -> int:
         _reexec_with_metrics_folder()
     try:
         return _main(argv)
-    finally:
-        owned = os.environ.get(OWNED)
-        if owned and owned == os.environ.get(MULTIPROC):
-            shutil.rmtree(owned, ignore_errors=True)
+    finally:  # gunicorn's workers leave through here too (sys.exit): only the master cleans
+        if os.environ.get(OWNED) == str(os.getpid()):
+            shutil.rmtree(os.environ[MULTIPROC], ignore_errors=True)
 
 
 def _main(argv=None) -> int:
