@@ -435,6 +435,8 @@ def _main(argv=None) -> int:
     logs.setup()  # as the zone serve that started us: ZONE_LOG_FORMAT
     if args.spec:
         plan, config = read_spec(sys.stdin.buffer)
+        # HttpServer's metrics folder goes with us too: a killed zone serve cannot remove it
+        os.environ[OWNED] = str(os.getpid())
     elif args.zone:
         plan, config = compile_plan(load_zone(args.zone)), {}
     else:
