@@ -72,14 +72,15 @@ def test_status_page_escapes_what_it_shows(client, http_store):
 
 
 def test_context_is_built_in_one_place(http_plan):
-    from bootstrap.http.core.settings import DEFAULTS
+    from bootstrap.http.core.settings import DEFAULTS, site_settings
+    settings = {**DEFAULTS, **site_settings(http_plan.zone)}   # as the app factory layers them
     node = http_plan.nodes["p01-u03"]
-    ctx = build_context(http_plan, DEFAULTS, "http://c:8080", node, {"state": "booting"})
+    ctx = build_context(http_plan, settings, "http://c:8080", node, {"state": "booting"})
     assert ctx["urls"]["seed"] == "http://c:8080/cloud-init/p01-u03/"
     assert ctx["image"]["kernel"] == "http://c:8080/files/images/debian-12/linux"
     assert ctx["subnets"]["provision"]["gateway"] == "10.17.1.1"
     assert ctx["state"] == "booting" and ctx["zone"]["dns"] == []  # "c" is not an address
-    assert "node" not in build_context(http_plan, DEFAULTS, "http://c")
+    assert "node" not in build_context(http_plan, settings, "http://c")
 
 
 def test_templates_are_strict(app):
