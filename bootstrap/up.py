@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .lifecycle import ORDER, NodeState, PodState, needed, pod_verdict, transitions
+from .lifecycle import NodeState, PodState, needed, pod_verdict, reached, transitions
 from .plan import Plan
 from .state import Store
 
@@ -69,9 +69,7 @@ class PodFlow:
         return {n["name"]: n["state"] for n in self.store.nodes(pod=self.pod, kind=kind)}
 
     def at_least(self, kind: str, state: str) -> list[str]:
-        order = ORDER[kind]
-        return [name for name, s in self.states(kind).items()
-                if s != NodeState.FAILED and order.index(s) >= order.index(state)]
+        return [name for name, s in self.states(kind).items() if reached(kind, s, state)]
 
     def phase(self, state: str) -> None:
         if self.pod_state() != state:
