@@ -19,11 +19,12 @@ PACKAGE = os.path.dirname(bootstrap.zone.__file__)
 # model ← parse, model ← checks, (parse, checks) ← load ← the package's __init__.
 ALLOWED = {
     "model": set(),
-    "parse": {"errors", "schema", "yamlsrc", "zone.model"},
+    "site": {"errors", "schema", "yamlsrc", "zone.model"},      # the site: section, for parse
+    "parse": {"errors", "schema", "yamlsrc", "zone.model", "zone.site"},
     "checks": {"schema", "yamlsrc", "zone.model", "redfish.images"},
     "load": {"errors", "schema", "yamlsrc", "zone.model", "zone.parse", "zone.checks"},
     "__init__": {"zone.load", "zone.model"},
-    "jsonschema": {"schema", "zone.model", "zone.parse", "zone.checks"},  # zone schema, beside load
+    "jsonschema": {"schema", "zone.model", "zone.parse", "zone.checks", "zone.site"},  # beside load
 }
 
 
