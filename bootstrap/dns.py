@@ -48,6 +48,9 @@ log = logging.getLogger(__name__)
 
 UDP_PAYLOAD = 1232             # what we advertise with EDNS (the DNS flag day 2020 value)
 PLAIN_UDP_LIMIT = 512          # a query without EDNS gets at most this many bytes over UDP
+UDP_REPLY_MAX = UDP_PAYLOAD    # and with EDNS at most this, whatever it advertises (no fragments)
+BADVERS = 16                   # RFC 6891 extended RCODE: the high 8 bits ride in the OPT's TTL
+EDNS_DO = 0x8000               # RFC 3225 DNSSEC OK, in the OPT's TTL
 CACHE_ENTRIES = 250_000        # packed replies kept at most (two generations of half each)
 CACHE_BYTES = 128 << 20        # and their estimated memory at most (the 10k zone: 44 MB)
 QUERY_MAX = 4096               # bytes read per UDP datagram; a query is far smaller
@@ -187,17 +190,42 @@ def _rrs(records: list) -> list:
             for name, rtype, value in records]
 
 
-def _has_edns(request: DNSRecord) -> bool:
-    return any(rr.rtype == QTYPE.OPT for rr in request.ar)
+def _opt(request: DNSRecord):
+    """The query's EDNS OPT record, or None without EDNS."""
+    return next((rr for rr in request.ar if rr.rtype == QTYPE.OPT), None)
+
+
+def _edns_version(opt) -> int:
+    return (opt.ttl >> 16) & 0xFF
+
+
+def _add_opt(reply: DNSRecord, request: DNSRecord, rcode: int = 0) -> None:
+    """Our OPT (version 0) when the query had one: DO echoed (RFC 3225; we sign nothing,
+    so no RRSIGs follow), the extended RCODE's high bits in it and its low bits in the
+    header (RFC 6891 6.1.3)."""
+    opt = _opt(request)
+    if opt is not None:
+        reply.add_ar(EDNS0(udp_len=UDP_PAYLOAD, ext_rcode=rcode >> 4,
+                           flags="do" if opt.ttl & EDNS_DO else ""))
+    reply.header.rcode = rcode & 0x0F
+
+
+def rcode_name(reply: DNSRecord) -> str:
+    """The full RCODE's name, extended bits from the OPT included (BADVERS for 16)."""
+    opt = _opt(reply)
+    rcode = (opt.ttl >> 24 << 4 if opt is not None else 0) | reply.header.rcode
+    return "BADVERS" if rcode == BADVERS else RCODE.get(rcode, str(rcode))
 
 
 def respond(authority: Authority, request: DNSRecord, recursion: bool = False) -> DNSRecord | None:
     """The reply to ``request``; None when it is for a zone not ours (forward or refuse)."""
+    opt = _opt(request)
+    if opt is not None and _edns_version(opt) > 0:       # RFC 6891: only version 0 here
+        return refusal(request, BADVERS)
     header = DNSHeader(id=request.header.id, qr=1, aa=1, rd=request.header.rd,
                        ra=int(recursion))
     reply = DNSRecord(header, q=request.q)
-    if _has_edns(request):
-        reply.add_ar(EDNS0(udp_len=UDP_PAYLOAD))
+    _add_opt(reply, request)
     if request.header.opcode != 0:
         reply.header.aa, reply.header.rcode = 0, RCODE.NOTIMP
         return reply
@@ -215,10 +243,8 @@ def respond(authority: Authority, request: DNSRecord, recursion: bool = False) -
 
 
 def refusal(request: DNSRecord, rcode: int) -> DNSRecord:
-    reply = DNSRecord(DNSHeader(id=request.header.id, qr=1, rd=request.header.rd,
-                                rcode=rcode), q=request.q)
-    if _has_edns(request):
-        reply.add_ar(EDNS0(udp_len=UDP_PAYLOAD))
+    reply = DNSRecord(DNSHeader(id=request.header.id, qr=1, rd=request.header.rd), q=request.q)
+    _add_opt(reply, request, rcode)
     return reply
 
 
@@ -230,11 +256,14 @@ def header_error(data: bytes, rcode: int) -> bytes:
 
 
 def fit_udp(packed: bytes, request: DNSRecord) -> bytes:
-    """The reply as sent over UDP: cut to the client's limit with TC set when too big."""
-    limit = PLAIN_UDP_LIMIT
-    for rr in request.ar:
-        if rr.rtype == QTYPE.OPT:
-            limit = max(PLAIN_UDP_LIMIT, min(rr.rclass, 65535))
+    """The reply as sent over UDP: cut to the client's limit with TC set when too big.
+
+    The limit is 512 without EDNS, else the client's advertised size (512 at least, RFC
+    6891 6.2.3) but never above ``UDP_REPLY_MAX``: a bigger datagram may be fragmented,
+    and fragments get lost or spoofed (DNS flag day 2020); TC sends the client to TCP."""
+    opt = _opt(request)
+    limit = PLAIN_UDP_LIMIT if opt is None else min(max(PLAIN_UDP_LIMIT, opt.rclass),
+                                                      UDP_REPLY_MAX)
     if len(packed) <= limit:
         return packed
     reply = DNSRecord.parse(packed)
@@ -296,7 +325,7 @@ class Responder:
                 return FORWARD, None
             reply = refusal(request, RCODE.REFUSED)
         packed = reply.pack()
-        return (fit_udp(packed, request) if udp else packed), RCODE[reply.header.rcode]
+        return (fit_udp(packed, request) if udp else packed), rcode_name(reply)
 
 
 
