@@ -309,7 +309,8 @@ class Responder:
         except Exception as exc:  # dnslib raises many kinds on garbage  # noqa: BLE001
             _log("dns-malformed", "", "dns: malformed query (%s: %s)", type(exc).__name__, exc)
             return header_error(data, RCODE.FORMERR), "FORMERR"
-        if len(request.questions) != 1 or _wire_length(request.q.qname) > NAME_MAX:
+        if (len(request.questions) != 1 or _wire_length(request.q.qname) > NAME_MAX
+                or sum(rr.rtype == QTYPE.OPT for rr in request.ar) > 1):    # RFC 6891 6.1.1
             return header_error(data, RCODE.FORMERR), "FORMERR"
         try:
             return self._reply(request, udp)

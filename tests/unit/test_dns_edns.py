@@ -84,3 +84,10 @@ def test_an_advertised_size_below_512_counts_as_512(lab_plan, big):
     responder, _ = big
     reply, _ = ask(responder, lab_plan.nodes["p01-u01"].fqdn, udp_len=100)
     assert reply.header.tc == 0 and len(reply.rr) == 1
+
+
+def test_two_opt_records_are_formerr(responder, lab_plan):
+    query = DNSRecord.question(lab_plan.nodes["p01-u01"].fqdn)
+    query.add_ar(EDNS0(udp_len=1232))
+    query.add_ar(EDNS0(udp_len=4096))
+    assert responder.answer(query.pack())[1] == "FORMERR"
