@@ -20,6 +20,8 @@ from .names import clean_name
 
 ERROR = 5
 BLKSIZE_MIN, BLKSIZE_MAX = 8, 65464     # RFC 2348; 65464 + headers fit one IPv4 datagram
+MAX_TIMEOUT = 255                       # seconds, RFC 2349's upper bound
+OPTION_REFUSED = 8                      # RFC 2347's "option negotiation failed"
 _ERROR_HEAD = struct.Struct("!HH")
 _FACTORY = TftpPacketFactory()
 
@@ -61,23 +63,39 @@ def read_request(buffer: bytes) -> tuple:
     if name is None:
         return None, Refusal(TftpErrors.AccessViolation, "access violation",
                              "name outside the served tree", pkt.filename)
-    pkt.options = honoured_options(pkt.options)
+    options = honoured_options(pkt.options)
+    if isinstance(options, Refusal):
+        return None, options._replace(name=pkt.filename)
+    pkt.options = options
     return pkt, name
 
 
-def honoured_options(options: dict) -> dict:
-    """``blksize`` (clamped to what a datagram holds) and ``tsize``; anything else dropped.
+def _number(value: str) -> int | None:
+    return int(value) if value.isascii() and value.isdigit() and len(value) <= 12 else None
 
-    Option names are case-insensitive (RFC 2347); a value that is not a plain number
-    drops its option rather than the request, as a server may ignore any option.
+
+def honoured_options(options: dict) -> dict | Refusal:
+    """The options we accept, by lower-cased name (RFC 2347), with the values to answer.
+
+    Only what the client asked for is returned, so only that is acknowledged:
+    ``blksize`` (RFC 2348; above the datagram limit it is lowered, below 8 or not a
+    number the request fails with ERROR 8, as the value cannot be honoured and a
+    silent fallback to 512 would surprise the client), ``tsize`` (RFC 2349; 0 here,
+    the size is filled in when the file is open) and ``timeout`` (RFC 2349; a value
+    outside 1..MAX_TIMEOUT is ignored, since the answer must echo it unchanged).
+    Unknown options are ignored; the first of two spellings of one name wins.
     """
-    honoured = {}
+    honoured: dict = {}
     for key, value in options.items():
-        key = key.lower()
-        if not (value.isascii() and value.isdigit() and len(value) <= 12):
+        key, number = key.lower(), _number(value)
+        if key in honoured:
             continue
         if key == "blksize":
-            honoured[key] = min(max(int(value), BLKSIZE_MIN), BLKSIZE_MAX)
-        elif key == "tsize":
-            honoured[key] = 0       # tftpy fills in the size of what it serves
+            if number is None or number < BLKSIZE_MIN:
+                return Refusal(OPTION_REFUSED, "bad blksize", f"blksize {value[:20]!r}")
+            honoured[key] = min(number, BLKSIZE_MAX)
+        elif key == "tsize" and number is not None:
+            honoured[key] = 0
+        elif key == "timeout" and number is not None and 1 <= number <= MAX_TIMEOUT:
+            honoured[key] = number
     return honoured

@@ -11,12 +11,12 @@ import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from tftpy.TftpShared import TftpErrors, TftpTimeoutExpectACK
+from tftpy.TftpShared import TftpErrors
 
 from ..metrics import TFTP_TRANSFERS
 from ..service import Service, listen_error
 from .cache import CacheDir, Fetcher, FileSource
-from .packets import Refusal, error_packet, read_request
+from .packets import BLKSIZE_MAX, BLKSIZE_MIN, Refusal, error_packet, read_request
 from .transfers import MAX_DATAGRAM, Admission, Context, Transfers, Waker, contained, note
 
 log = logging.getLogger(__name__)
@@ -27,6 +27,8 @@ RETRIES = 4                     # resends once the peer has answered
 MAX_TRANSFERS = 1024            # open transfers in all (each holds a socket)...
 MAX_PER_SOURCE = 128            # ...and from one address
 FD_RESERVE = 64                 # descriptors kept for everything else in the process
+IP_MTU = getattr(socket, "IP_MTU", 14)     # Linux <linux/in.h>; Python 3.11 lacks the name
+HEADERS = 20 + 8 + 4                        # IPv4, UDP, TFTP DATA
 BUSY = Refusal(TftpErrors.NotDefined, "busy", "busy")
 
 
@@ -37,6 +39,21 @@ def _quiet_tftpy() -> None:
     tftpy_log = logging.getLogger("tftpy")
     if tftpy_log.level == logging.NOTSET:
         tftpy_log.setLevel(logging.CRITICAL)
+
+
+def path_blksize(host: str) -> int:
+    """The largest block a datagram to ``host`` carries unfragmented: the route's MTU
+    (the kernel's, including what path MTU discovery learnt) less the IPv4, UDP and
+    TFTP headers. The route to the client, not the interface the request came in on:
+    the two are the same unless routing is asymmetric, and the route is what our
+    blocks take. BLKSIZE_MAX when the kernel does not say."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect((host, 9))    # connecting a UDP socket sends nothing
+            mtu = probe.getsockopt(socket.IPPROTO_IP, IP_MTU)
+        except OSError:
+            return BLKSIZE_MAX
+    return max(BLKSIZE_MIN, min(BLKSIZE_MAX, mtu - HEADERS))
 
 
 def transfer_limit(wanted: int) -> int:
@@ -200,15 +217,12 @@ class TftpService(Service):
             return None
         try:
             ctx = Context(client[0], client[1], self.timeout, self._empty_root,
-                          dyn_file_func=lambda *_a, **_k: fileobj, upload_open=lambda *_a: None,
                           retries=self.retries, flock=False)
         except BaseException:
             fileobj.close()
             raise
         try:
-            ctx.begin(pkt)
-        except TftpTimeoutExpectACK:
-            ctx.timeout_expectACK = True
+            ctx.begin(pkt, fileobj, path_blksize(client[0]))
         except BaseException:
             ctx.end()
             raise

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import selectors
 import socket
 import struct
@@ -24,12 +25,18 @@ from tftpy.TftpStates import TftpStateExpectACK
 
 from ..metrics import TFTP_TRANSFERS
 from ..throttle import Throttle
+from .packets import BLKSIZE_MAX, error_packet
 
 log = logging.getLogger(__name__)
 
 MAX_DATAGRAM = 65536
+MAX_ERROR = 64          # bytes: an ERROR ending a transfer says little
+NOT_DEFINED = 0         # RFC 1350's error code for "see the message"
 FIRST_RETRIES = 2       # resends of the first answer before the peer has said anything
 BACKOFF_CAP = 4         # the silence allowed grows 1, 2, 4, 4... times the timeout
+
+# Transfers that end on our side are told why; a timeout is not (the peer is silent).
+TOLD = {"error": "transfer failed", "aborted": "server stopping"}
 
 LOG_LIMIT = Throttle(rate=1.0, burst=10)
 
@@ -121,12 +128,35 @@ class Context(TftpContextServer):
     duplicates, errors, the last ACK) goes through tftpy's states.
     """
 
-    def begin(self, pkt) -> None:
-        """Answer the request ``pkt`` (already read and checked): OACK or the first block."""
+    def begin(self, pkt, fileobj, blksize_cap: int = BLKSIZE_MAX) -> None:
+        """Answer the checked request ``pkt`` for ``fileobj``: an OACK of exactly the
+        options asked for (RFC 2347), or, when none were, the first block."""
+        options = dict(pkt.options)
+        if "blksize" in options:
+            options["blksize"] = min(options["blksize"], blksize_cap)
+        if "tsize" in options:
+            options["tsize"] = fileobj.seek(0, os.SEEK_END)
+            fileobj.seek(0)
+        # The client's timeout applies once it has answered: until then a spoofed
+        # request could make a slot last minutes.
+        self.peer_timeout = options.get("timeout", self.timeout)
+        self.options, self.fileobj = options, fileobj
+        self.tidport, self.file_to_transfer = self.port, pkt.filename
         self.metrics.start_time = self.last_update = time.time()
         self.confirmed = False          # the peer has not sent anything since its request
         self.deadline = time.monotonic() + retry_delay(self.timeout, 0)
-        self.state = self.state.handle(pkt, self.host, self.port)
+        self.state = TftpStateExpectACK(self)
+        if options:
+            self.state.sendOACK()       # next_block stays 0: the OACK is acked as block 0
+        else:
+            self.next_block = 1
+            self.pending_complete = self.state.sendDAT()
+
+    def fail(self, message: str) -> None:
+        """Tell the peer the transfer is over (RFC 1350: an ERROR, not silence)."""
+        with contextlib.suppress(OSError):
+            self.sock.sendto(error_packet(NOT_DEFINED, message, MAX_ERROR),
+                             (self.host, self.tidport or self.port))
 
     def receive(self, buffer: bytes, address: tuple) -> bool:
         """Handle one datagram; False if it was ignored (not from the peer, or not TFTP)."""
@@ -139,7 +169,7 @@ class Context(TftpContextServer):
                 return False            # undecodable, even from the peer: as if lost
             self.state = self.state.handle(pkt, *address)
         self.last_update = time.time()
-        self.confirmed = True
+        self.confirmed, self.timeout = True, self.peer_timeout
         self.retry_count = 0
         self.deadline = time.monotonic() + retry_delay(self.timeout, 0)
         return True
@@ -295,6 +325,8 @@ class Transfers:
     def _end(self, client: tuple, result: str) -> None:
         ctx = self._sessions.pop(client)
         try:
+            if result in TOLD:
+                ctx.fail(TOLD[result])
             self._selector.unregister(ctx.sock)
             ctx.end()
         finally:
