@@ -111,6 +111,12 @@ class Authority:
         self._add_conveniences(plan)
         self.existing = self._with_ancestors()
 
+    def add(self, name: str, rtype: str, value) -> None:
+        """One record beyond the plan's, before serving (replies are cached): the seam for
+        answers no plan makes, e.g. one too large for UDP. ``name`` must be in a zone of ours."""
+        self._add(name, rtype, value)
+        self.existing.add(name.rstrip(".").lower())
+
     def _add(self, name: str, rtype: str, value) -> None:
         self.records.setdefault(name.lower(), {}).setdefault(rtype, []).append(value)
 

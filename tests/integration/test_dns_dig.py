@@ -134,8 +134,7 @@ def test_a_truncated_udp_answer_makes_dig_retry_over_tcp(lab_plan):
     service = DnsService(lab_plan, "127.0.0.1", 0)
     name = f"many.{lab_plan.zone.domain}"
     for i in range(60):
-        service.authority._add(name, "A", f"10.99.0.{i}")
-    service.authority.existing.add(name)
+        service.authority.add(name, "A", f"10.99.0.{i}")
     service.start()
     try:
         udp_only = dig(service, "+ignore", "+noedns", name).stdout

@@ -26,8 +26,7 @@ def dns(lab_plan, big_name):
     """The lab zone plus one name with a large answer (no lab name has one)."""
     service = DnsService(lab_plan, "127.0.0.1", 0)
     for i in range(RECORDS):
-        service.authority._add(big_name, "A", f"10.99.0.{i}")
-    service.authority.existing.add(big_name)
+        service.authority.add(big_name, "A", f"10.99.0.{i}")
     service.start()
     yield service
     service.stop()

@@ -141,8 +141,7 @@ def test_a_large_answer_over_plain_udp_is_truncated(lab_plan):
     service = Responder(lab_plan)
     name = f"big.{lab_plan.zone.domain}"
     for i in range(40):
-        service.authority._add(name, "A", f"10.99.0.{i}")
-    service.authority.existing.add(name)
+        service.authority.add(name, "A", f"10.99.0.{i}")
     query = DNSRecord.question(name).pack()
     udp = DNSRecord.parse(service.answer(query, udp=True)[0])
     tcp = DNSRecord.parse(service.answer(query, udp=False)[0])

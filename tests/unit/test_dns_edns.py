@@ -20,8 +20,7 @@ def big(lab_plan):
     responder = Responder(lab_plan)
     name = f"big.{lab_plan.zone.domain}"
     for i in range(120):
-        responder.authority._add(name, "A", f"10.99.0.{i}")
-    responder.authority.existing.add(name)
+        responder.authority.add(name, "A", f"10.99.0.{i}")
     return responder, name
 
 
