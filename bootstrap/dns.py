@@ -11,9 +11,13 @@ bytes into reply bytes; :class:`DnsService` is the thin socket adapter (UDP and 
 :class:`ReplyCache` of packed replies, because the answers are a pure function of the plan,
 and a :class:`Forwarder` for other zones when forwarding is on.
 
+EDNS (RFC 6891/3225): version 0 only (a higher version gets BADVERS and our version-0
+OPT), the DO bit echoed (we sign nothing, so no RRSIGs), and a UDP reply at most the
+client's size (512 without EDNS) and never over ``UDP_REPLY_MAX``; beyond, TC sends it to TCP.
+
 Anyone who can reach port 53 can send anything, so: a question that is not one plain
 well-formed question is answered (FORMERR at worst) but never cached; the cache key is
-what the reply depends on (lower-cased name, type, class, RD, EDNS size and DO), so
+what the reply depends on (lower-cased name, type, class, RD, EDNS size, version, DO), so
 0x20 case and EDNS cookies make no new entries; the cache is bounded in entries and
 bytes; forwarding holds at most ``FORWARD_MAX`` questions, each timed out; TCP takes at
 most ``TCP_CLIENTS`` connections; and every log line a stranger can cause is throttled.
