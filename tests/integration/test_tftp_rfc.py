@@ -170,3 +170,43 @@ def test_atftp_gets_undionly(service, tmp_path, options):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert read(out) == read(UNDIONLY)
+
+
+# -- the path MTU: a 1500-byte link between two namespaces of this test ------------
+
+@pytest.fixture
+def link_1500(tmp_path):
+    """(service in namespace srv on 10.38.0.1, namespace cli at 10.38.0.2), MTU 1500."""
+    from zonelab.netns import Namespaces, entered
+
+    with Namespaces("tftp") as lab:
+        srv, cli = lab.namespace("srv"), lab.namespace("cli")
+        lab.link(srv, "eth0", cli, "eth0", "10.38.0.1/24", "10.38.0.2/24")
+        for ns in (srv, cli):
+            ns.ip("link", "set", "dev", "eth0", "mtu", "1500")
+        with entered(srv.name):         # the service's sockets and threads live in srv
+            svc = TftpService(IPXE, str(tmp_path / "cache"), None, "10.38.0.1", 0).start()
+        try:
+            yield svc, cli
+        finally:
+            svc.stop()
+
+
+@pytest.mark.netns
+def test_blksize_is_capped_by_the_path_mtu_to_the_client(link_1500, tmp_path):
+    from zonelab.netns import entered
+
+    svc, cli = link_1500
+    with entered(cli.name):
+        peer = Peer(svc)
+    peer.server = ("10.38.0.1", svc.port)
+    try:
+        assert oack_options(peer.ask(rrq("undionly.kpxe", ("blksize", 65464)))) == {
+            "blksize": "1468"}
+        assert len(peer.ack(0)) == 4 + 1468
+    finally:
+        peer.close()
+    out = tmp_path / "got"
+    cli.run(["curl", "-sS", "--max-time", "30", "--tftp-blksize", "65464", "-o", str(out),
+             f"tftp://10.38.0.1:{svc.port}/undionly.kpxe"])
+    assert read(out) == read(UNDIONLY)
