@@ -82,7 +82,8 @@ def honoured_options(options: dict) -> dict | Refusal:
     number the request fails with ERROR 8, as the value cannot be honoured and a
     silent fallback to 512 would surprise the client), ``tsize`` (RFC 2349; 0 here,
     the size is filled in when the file is open) and ``timeout`` (RFC 2349; a value
-    outside 1..MAX_TIMEOUT is ignored, since the answer must echo it unchanged).
+    outside 1..MAX_TIMEOUT is ignored, since the answer must echo it unchanged) and
+    ``windowsize`` (RFC 7440; 1..65535, the answer may lower it).
     Unknown options are ignored; the first of two spellings of one name wins.
     """
     honoured: dict = {}
@@ -98,4 +99,6 @@ def honoured_options(options: dict) -> dict | Refusal:
             honoured[key] = 0
         elif key == "timeout" and number is not None and 1 <= number <= MAX_TIMEOUT:
             honoured[key] = number
+        elif key == "windowsize" and number is not None and 1 <= number <= 65535:
+            honoured[key] = number      # RFC 7440; lowered to what we keep in flight
     return honoured

@@ -26,6 +26,7 @@ from tftpy.TftpStates import TftpStateExpectACK
 from ..metrics import TFTP_TRANSFERS
 from ..throttle import Throttle
 from .packets import BLKSIZE_MAX, error_packet
+from .window import MAX_WINDOW, Window
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ class Admission:
 
 
 OPCODE_BLOCK = struct.Struct("!HH")     # ACK and the head of DATA: opcode, block number
-ACK, DATA = 4, 3
+ACK, DATA, ERROR = 4, 3, 5
 
 
 class _SentBlock:
@@ -128,6 +129,9 @@ class Context(TftpContextServer):
     duplicates, errors, the last ACK) goes through tftpy's states.
     """
 
+    window: Window | None = None        # RFC 7440 sending, when the client asked for it
+    peer_timeout: float | None = None   # RFC 2349's, once the peer has answered
+
     def begin(self, pkt, fileobj, blksize_cap: int = BLKSIZE_MAX) -> None:
         """Answer the checked request ``pkt`` for ``fileobj``: an OACK of exactly the
         options asked for (RFC 2347), or, when none were, the first block."""
@@ -146,11 +150,29 @@ class Context(TftpContextServer):
         self.confirmed = False          # the peer has not sent anything since its request
         self.deadline = time.monotonic() + retry_delay(self.timeout, 0)
         self.state = TftpStateExpectACK(self)
+        if "windowsize" in options:
+            options["windowsize"] = min(options["windowsize"], MAX_WINDOW)
+            self.window = Window(fileobj, self.getBlocksize(), options["windowsize"],
+                                 self._send)
         if options:
             self.state.sendOACK()       # next_block stays 0: the OACK is acked as block 0
         else:
             self.next_block = 1
             self.pending_complete = self.state.sendDAT()
+
+    def _send(self, packet: bytes) -> None:
+        self.sock.sendto(packet, (self.host, self.tidport))
+        self.metrics.bytes += len(packet) - OPCODE_BLOCK.size
+
+    def _windowed(self, buffer: bytes) -> None:
+        """A datagram from the peer of a windowed transfer (RFC 7440)."""
+        opcode = OPCODE_BLOCK.unpack_from(buffer)[0] if len(buffer) >= 4 else None
+        if opcode == ERROR:
+            raise TftpException(f"Received ERR packet from peer: {buffer[4:68]!r}")
+        if opcode == ACK and len(buffer) == 4:
+            self.window.on_ack(OPCODE_BLOCK.unpack(buffer)[1])
+            if self.window.done:
+                self.state = None
 
     def fail(self, message: str) -> None:
         """Tell the peer the transfer is over (RFC 1350: an ERROR, not silence)."""
@@ -162,14 +184,16 @@ class Context(TftpContextServer):
         """Handle one datagram; False if it was ignored (not from the peer, or not TFTP)."""
         if address != (self.address, self.tidport):
             return False
-        if not self._send_next_block(buffer):
+        if self.window is not None:
+            self._windowed(buffer)
+        elif not self._send_next_block(buffer):
             try:
                 pkt = self.factory.parse(buffer)
             except (TftpException, struct.error, UnicodeError):
                 return False            # undecodable, even from the peer: as if lost
             self.state = self.state.handle(pkt, *address)
         self.last_update = time.time()
-        self.confirmed, self.timeout = True, self.peer_timeout
+        self.confirmed, self.timeout = True, self.peer_timeout or self.timeout
         self.retry_count = 0
         self.deadline = time.monotonic() + retry_delay(self.timeout, 0)
         return True
@@ -183,7 +207,10 @@ class Context(TftpContextServer):
         if self.retry_count > (self.retries if self.confirmed else FIRST_RETRIES):
             return False
         self.timeout_expectACK = False
-        self.state.resendLast()
+        if self.window is not None:
+            self.window.resend()
+        else:
+            self.state.resendLast()
         self.deadline = now + retry_delay(self.timeout, self.retry_count)
         return True
 

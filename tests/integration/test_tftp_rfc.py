@@ -113,6 +113,36 @@ def test_a_blksize_above_the_datagram_limit_is_lowered_and_its_blocks_arrive(pee
     assert len(peer.ack(0)) == 4 + 65464
 
 
+def blocks(peer, count: int) -> list[int]:
+    """The block numbers of the next ``count`` DATA packets, without acknowledging any."""
+    return [struct.unpack("!HH", peer.receive()[:4])[1] for _ in range(count)]
+
+
+def test_a_window_of_blocks_is_sent_per_ack_and_resent_from_a_gap(peer):
+    answer = peer.ask(rrq("undionly.kpxe", ("blksize", 512), ("windowsize", 4)))
+    assert oack_options(answer) == {"blksize": "512", "windowsize": "4"}
+    peer.sock.sendto(struct.pack("!HH", ACK, 0), peer.tid)
+    assert blocks(peer, 4) == [1, 2, 3, 4]
+    peer.sock.sendto(struct.pack("!HH", ACK, 2), peer.tid)      # 3 and 4 lost
+    assert blocks(peer, 4) == [3, 4, 5, 6]
+
+
+def test_a_windowed_transfer_delivers_the_whole_file(peer):
+    assert opcode(peer.ask(rrq("undionly.kpxe", ("windowsize", 8), ("blksize", 1024)))) == OACK
+    got, acked = bytearray(), 0
+    while True:
+        for _ in range(8):
+            packet = peer.ack(acked) if _ == 0 else peer.receive()
+            block = struct.unpack("!HH", packet[:4])[1]
+            assert block == acked + 1 + _
+            got += packet[4:]
+            if len(packet) < 4 + 1024:
+                peer.sock.sendto(struct.pack("!HH", ACK, block), peer.tid)
+                assert bytes(got) == read(UNDIONLY)
+                return
+        acked += 8
+
+
 class FailingFile(io.BytesIO):
     """A file whose second read fails, as a disk error or a vanished NFS file does."""
 
@@ -161,15 +191,22 @@ def test_busybox_tftp_with_block_sizes(service, tmp_path, blksize):
 
 
 @pytest.mark.skipif(shutil.which("atftp") is None, reason="atftp not installed")
-@pytest.mark.parametrize("options", [[], ["--option", "blksize 1428", "--option", "tsize 0"],
-                                     ["--option", "timeout 2"]])
-def test_atftp_gets_undionly(service, tmp_path, options):
+@pytest.mark.parametrize("name, options", [
+    ("undionly.kpxe", []),
+    ("undionly.kpxe", ["--option", "blksize 1428", "--option", "tsize 0"]),
+    ("undionly.kpxe", ["--option", "timeout 2"]),
+    ("undionly.kpxe", ["--option", "windowsize 8"]),
+    ("undionly.kpxe", ["--option", "windowsize 16", "--option", "blksize 8"]),
+    # 2 MB in 24-byte blocks: the block number passes 65535 inside windows
+    ("ipxe.iso", ["--option", "windowsize 16", "--option", "blksize 24"]),
+])
+def test_atftp_gets_files(service, tmp_path, name, options):
     out = tmp_path / "got"
-    result = subprocess.run(["atftp", *options, "-g", "-r", "undionly.kpxe", "-l", str(out),
+    result = subprocess.run(["atftp", *options, "-g", "-r", name, "-l", str(out),
                              "127.0.0.1", str(service.port)],
-                            capture_output=True, text=True, timeout=60)
+                            capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert read(out) == read(UNDIONLY)
+    assert read(out) == read(os.path.join(IPXE, name))
 
 
 # -- the path MTU: a 1500-byte link between two namespaces of this test ------------
