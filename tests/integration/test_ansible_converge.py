@@ -15,6 +15,7 @@ import pytest
 
 from zonelab import targets as tg
 from bootstrap import ansible as handoff
+from bootstrap import up
 from bootstrap.render import inventory
 from bootstrap.state import Store
 
@@ -38,8 +39,8 @@ def pod(lab_plan, tmp_path_factory):
         conn = targets.write_inventory(str(work / "targets.yml"), {"common_admin_users": [ADMIN]})
         opts = handoff.Options(work_dir=str(work / "ansible"),
                                inventories=(str(work / "inventory"), conn))
-        first = handoff.configure(lab_plan, [POD], store, opts)[POD]
-        second = handoff.configure(lab_plan, [POD], store, opts)[POD]
+        first = up.configure(lab_plan, [POD], store, opts)[POD]     # up writes the states
+        second = up.configure(lab_plan, [POD], store, opts)[POD]
         yield lab_plan, store, targets, first, second
     store.close()
 
