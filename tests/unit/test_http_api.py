@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from http_helpers import API_TOKEN, make_app
 
-pytest_plugins = ["conftest_http"]  # the fixtures: app, client, http_plan, http_store
 
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 

@@ -7,7 +7,6 @@ import yaml
 
 from http_helpers import from_address, kinds, make_app, token_for, variant_plan
 
-pytest_plugins = ["conftest_http"]  # the fixtures: app, client, http_plan, http_store
 
 U03 = "10.17.1.13"
 

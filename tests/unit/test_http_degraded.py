@@ -6,7 +6,6 @@ from __future__ import annotations
 from bootstrap import state
 from http_helpers import make_app
 
-pytest_plugins = ["conftest_http"]  # the fixtures: app, client, http_plan, http_store
 
 
 def _refuse_writes(store) -> None:

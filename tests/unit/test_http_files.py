@@ -8,7 +8,6 @@ import pytest
 
 from http_helpers import make_app
 
-pytest_plugins = ["conftest_http"]  # the fixtures: app, client, http_plan, http_store
 
 FIRMWARE = "/files/firmware/bios-2.4.1.bin"
 

@@ -16,7 +16,6 @@ from bootstrap.http.serving.wsgi import front_folder
 from bootstrap.serve import ServeOptions
 from http_helpers import API_TOKEN, from_address, make_app, token_for
 
-pytest_plugins = ["conftest_http"]  # the fixtures: app, client, http_plan, http_store
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from http_helpers import from_address, kinds, make_app
 
-pytest_plugins = ["conftest_http"]  # the fixtures: app, client, http_plan, http_store
 
 U03 = "10.17.1.13"  # p01-u03's provision address in examples/lab.yml
 

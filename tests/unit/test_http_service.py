@@ -13,7 +13,6 @@ from bootstrap.http.core.context import build_context
 from bootstrap.http.core.problems import Conflict, Forbidden, status_of
 from http_helpers import make_app
 
-pytest_plugins = ["conftest_http"]  # the fixtures: app, client, http_plan, http_store
 
 
 def sample(text: str, name: str, **labels) -> float | None:

@@ -10,7 +10,6 @@ import pytest
 
 from http_helpers import from_address, kinds, make_app, variant_plan
 
-pytest_plugins = ["conftest_http"]  # the fixtures: app, client, http_plan, http_store
 
 
 def test_sonic_ztp_json_points_at_its_config_db(client, http_store):
