@@ -63,12 +63,22 @@ def cpu_seconds(pid: int) -> float:
     return sum(int(v) for v in fields[11:13]) / os.sysconf("SC_CLK_TCK")
 
 
-def fetch_round(port: int, name: str, clients: int, blksize: int, folder: str) -> float:
-    """Seconds for ``clients`` concurrent curl fetches; raises if any copy differs."""
+def fetch_command(port: int, name: str, out: str, blksize: int, windowsize: int) -> list:
+    """curl, or atftp when a window is asked for (curl has no RFC 7440)."""
+    if not windowsize:
+        return ["curl", "-sS", "--max-time", "60", "--tftp-blksize", str(blksize),
+                "-o", out, f"tftp://127.0.0.1:{port}/{name}"]
+    return ["atftp", "--option", f"blksize {blksize}", "--option", f"windowsize {windowsize}",
+            "-g", "-r", name, "-l", out, "127.0.0.1", str(port)]
+
+
+def fetch_round(port: int, name: str, clients: int, blksize: int, folder: str,
+                windowsize: int = 0) -> float:
+    """Seconds for ``clients`` concurrent fetches; raises if any copy differs."""
     outs = [os.path.join(folder, f"{port}-{i}") for i in range(clients)]
     start = time.perf_counter()
-    procs = [subprocess.Popen(["curl", "-sS", "--max-time", "60", "--tftp-blksize", str(blksize),
-                               "-o", out, f"tftp://127.0.0.1:{port}/{name}"]) for out in outs]
+    procs = [subprocess.Popen(fetch_command(port, name, out, blksize, windowsize))
+             for out in outs]
     codes = [p.wait() for p in procs]
     elapsed = time.perf_counter() - start
     bad = [out for out, code in zip(outs, codes)
@@ -88,6 +98,8 @@ def main() -> None:
                         "ROM's 1432/1468")
     parser.add_argument("--file", default="undionly.kpxe")
     parser.add_argument("--workers", type=int, default=2, help="our transfer threads")
+    parser.add_argument("--windowsize", type=int, default=0, help="RFC 7440 window; fetches "
+                        "with atftp instead of curl (tftpd-hpa ignores the option)")
     args = parser.parse_args()
     folder = tempfile.mkdtemp(prefix="bench-tftp-")
     ours_port, hpa_port = free_port(), free_port()
@@ -97,11 +109,12 @@ def main() -> None:
     targets = {"ours": (ours_port, servers[0].pid), "tftpd-hpa": (hpa_port, servers[1].pid)}
     try:
         for port, _ in targets.values():                                   # warm both
-            fetch_round(port, args.file, 1, args.blksize, folder)
+            fetch_round(port, args.file, 1, args.blksize, folder, args.windowsize)
         for _ in range(args.rounds):
             for name, (port, pid) in targets.items():
                 before = cpu_seconds(pid)
-                times[name].append(fetch_round(port, args.file, args.clients, args.blksize, folder))
+                times[name].append(fetch_round(port, args.file, args.clients, args.blksize,
+                                               folder, args.windowsize))
                 if name == "ours":
                     cpu.append(cpu_seconds(pid) - before)
     finally:
@@ -113,7 +126,8 @@ def main() -> None:
     for name, values in times.items():
         print(f"{name:10s} median {med[name]:.2f} s  rounds " + " ".join(f"{v:.2f}" for v in values))
     print(f"our server's CPU per round (median): {statistics.median(cpu):.2f} s")
-    print(f"{args.clients} concurrent fetches of {args.file}, blksize {args.blksize}")
+    print(f"{args.clients} concurrent fetches of {args.file}, blksize {args.blksize}, "
+          f"windowsize {args.windowsize or '-'}")
     print(f"ratio tftpd-hpa time / our time: {med['tftpd-hpa'] / med['ours']:.2f}  (goal >= 1.0)")
 
 
