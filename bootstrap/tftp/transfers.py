@@ -152,6 +152,7 @@ class Context(TftpContextServer):
         self.state = TftpStateExpectACK(self)
         if "windowsize" in options:
             options["windowsize"] = min(options["windowsize"], MAX_WINDOW)
+        if options.get("windowsize", 1) > 1:     # a window of 1 is RFC 1350's lock-step
             self.window = Window(fileobj, self.getBlocksize(), options["windowsize"],
                                  self._send)
         if options:

@@ -195,6 +195,7 @@ def test_busybox_tftp_with_block_sizes(service, tmp_path, blksize):
     ("undionly.kpxe", []),
     ("undionly.kpxe", ["--option", "blksize 1428", "--option", "tsize 0"]),
     ("undionly.kpxe", ["--option", "timeout 2"]),
+    ("undionly.kpxe", ["--option", "windowsize 1"]),
     ("undionly.kpxe", ["--option", "windowsize 8"]),
     ("undionly.kpxe", ["--option", "windowsize 16", "--option", "blksize 8"]),
     # 2 MB in 24-byte blocks: the block number passes 65535 inside windows
