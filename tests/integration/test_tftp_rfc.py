@@ -127,6 +127,13 @@ def test_a_window_of_blocks_is_sent_per_ack_and_resent_from_a_gap(peer):
     assert blocks(peer, 4) == [3, 4, 5, 6]
 
 
+def test_a_window_not_acknowledged_is_sent_again(peer):
+    assert opcode(peer.ask(rrq("undionly.kpxe", ("windowsize", 4)))) == OACK
+    peer.sock.sendto(struct.pack("!HH", ACK, 0), peer.tid)
+    assert blocks(peer, 4) == [1, 2, 3, 4]
+    assert blocks(peer, 4) == [1, 2, 3, 4]                      # after the service's timeout
+
+
 def test_a_windowed_transfer_delivers_the_whole_file(peer):
     assert opcode(peer.ask(rrq("undionly.kpxe", ("windowsize", 8), ("blksize", 1024)))) == OACK
     got, acked = bytearray(), 0
