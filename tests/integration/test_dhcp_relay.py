@@ -25,6 +25,7 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
 import textwrap
 import threading
 
@@ -527,3 +528,31 @@ def test_udhcpc_gets_a_reply_that_fits_its_576_bytes(lab_plan, tmp_path):
         assert result.returncode == 0, result.stdout
         env = client.bound("bound")
         assert env["ip"] == "10.17.1.13" and env["subnet"] == "255.255.255.0"
+
+
+def test_dhcpcd_behind_dhcrelay_gets_its_location_identity(net):
+    """dhcpcd in test mode: asks, prints what its hooks would get, configures nothing.
+    Its privileged helpers outlive the answer, so the test reads its output file and
+    stops the whole session once the lease is there."""
+    if shutil.which("dhcpcd") is None:
+        pytest.skip("needs dhcpcd (Debian's dhcpcd-base)")
+    client = net.client("tora", "swp2")
+    out_path = client.folder / "dhcpcd.out"
+    with open(out_path, "wb") as out:
+        proc = client.ns.popen(["dhcpcd", "-T", "-4", "-t", "20", "-f", "/dev/null",
+                                "-o", "domain_name", "-o", "host_name", "-o", "ntp_servers",
+                                "eth0"], stdout=out, stderr=subprocess.DEVNULL, env=CLEAN_ENV)
+
+    def lease():
+        lines = out_path.read_text().splitlines()
+        found = dict(line.split("=", 1) for line in lines if "=" in line)
+        wanted = ("new_ip_address", "new_host_name", "new_routers", "new_domain_name",
+                  "new_dhcp_server_identifier")
+        return {k: v.strip("'") for k, v in found.items()} if all(
+            k in found for k in wanted) else None
+    got = wait_for(lease, timeout=30)
+    net.lab.stop(proc)
+    assert got is not None, out_path.read_text()
+    assert got["new_ip_address"] == "10.17.1.12" and got["new_host_name"] == "p01-u02"
+    assert got["new_routers"] == "10.17.1.1" and got["new_domain_name"] == "lab1.example.net"
+    assert got["new_dhcp_server_identifier"] == SERVER
