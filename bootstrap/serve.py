@@ -21,7 +21,7 @@ import threading
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
-from .errors import InputError, WorkError
+from .errors import BootstrapError, InputError, WorkError
 from .plan import Plan, compile_plan
 from .service import Service
 from .state import HEARTBEAT_SECONDS, EventWriter, Store
@@ -98,6 +98,7 @@ class Services:
         self.address = server_address(plan, options)
         self.running: list[tuple[str, Service, threading.Thread]] = []
         self.stopped = threading.Event()
+        self.failure: str | None = None   # why a service ended on its own: zone serve exits 1
 
     def start(self) -> None:
         o = self.options
@@ -123,12 +124,19 @@ class Services:
             raise WorkError(f"a service failed to start: {exc!r}") from exc
 
     def _guard(self, name: str, service: Service) -> None:
+        """Serve until stopped; a service that ends on its own ends ``zone serve`` with
+        its reason, so a supervisor's restart-on-failure fires."""
         try:
             service.serve()
-            if not self.stopped.is_set():
-                log.error("%s service exited", name)
-        except Exception:  # a dying service is logged and stops the rest cleanly
+            why = None if self.stopped.is_set() else f"the {name} service exited"
+        except (BootstrapError, OSError) as exc:  # said in one line: no traceback
+            why = f"the {name} service died: {exc}"
+        except Exception as exc:  # a bug: the traceback helps, the rest stops cleanly
             log.exception("%s service died", name)
+            why = f"the {name} service died: {exc!r}"
+        if why is not None and self.failure is None:
+            log.error("%s", why)
+            self.failure = why
         self.stopped.set()
 
     def _dhcp(self):

@@ -6,6 +6,7 @@ import signal
 import sqlite3
 import sys
 
+from ..errors import WorkError
 from ..logs import FORMATS
 from ..serve import ServeOptions, Services, pod_plan
 from ..zone import load_zone
@@ -66,4 +67,6 @@ def cmd_serve(args) -> int:
         pass
     finally:
         services.stop()
+    if services.failure:  # a service ended on its own: exit 1 for the supervisor
+        raise WorkError(services.failure)
     return 0
