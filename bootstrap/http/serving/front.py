@@ -21,7 +21,6 @@ the follower also rewrites any file that no longer matches what the app would an
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
 import signal
@@ -33,6 +32,7 @@ import time
 
 from ...errors import InputError, WorkError
 from ...plan import Node
+from ...process import die_with_parent
 from ..views.boot import script, script_for
 
 log = logging.getLogger("bootstrap.http.front")
@@ -237,21 +237,6 @@ class Recorder:
             time.sleep(0.01)
 
 
-def _libc_prctl():
-    try:
-        return ctypes.CDLL("libc.so.6", use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-
-
-# Looked up here, not in the forked child: an import there waits for ever on an import
-# lock that another thread of zone serve held at the fork (seen: zone serve hung at start).
-_PRCTL = _libc_prctl()
-
-
-def _die_with_parent() -> None:
-    if _PRCTL is not None:
-        _PRCTL(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
 
 
 class NginxFront:
@@ -287,7 +272,7 @@ class NginxFront:
         with open(os.path.join(self.folder, "nginx.out"), "ab") as out:
             self.proc = subprocess.Popen([NGINX, "-p", self.folder, "-c", self.conf],
                                          stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                                         preexec_fn=_die_with_parent, process_group=0)
+                                         preexec_fn=die_with_parent, process_group=0)
         self._wait_listening()
 
     def _wait_listening(self, timeout: float = 15) -> None:

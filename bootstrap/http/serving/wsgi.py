@@ -39,6 +39,7 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 from ... import logs
 from ...errors import WorkError
 from ...plan import Plan, compile_plan
+from ...process import die_with_parent, free_port
 from ...state import Store, default_path
 from ...throttle import Throttle
 from ...zone import load_zone
@@ -194,12 +195,9 @@ def serve_http(plan: Plan, store: Store, bind: str = "0.0.0.0", port: int = 8080
 
 
 def _die_with_parent(parent: int) -> None:
-    """Linux: SIGTERM this process when the one that started it dies (no orphaned server)."""
-    try:
-        import ctypes
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGTERM))  # PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+    """Linux: SIGTERM this process when the one that started it dies (no orphaned server).
+    Exits through sys.exit, not os._exit, so the metrics folder's clean-up still runs."""
+    die_with_parent()
     if parent and os.getppid() != parent:  # it died before prctl: nobody will stop us
         sys.exit(0)
 
@@ -242,7 +240,7 @@ class HttpServer:
         self.nginx = None
         self.front_died = False
         # Behind a front, gunicorn listens on a private loopback port only nginx talks to.
-        self.app_bind, self.app_port = (("127.0.0.1", _free_port()) if self.front
+        self.app_bind, self.app_port = (("127.0.0.1", free_port()) if self.front
                                         else (bind, port))
         self.stopping = threading.Event()
         self.lock = threading.Lock()
@@ -333,12 +331,6 @@ def front_folder(state_path: str) -> str:
     except OSError as exc:
         log.warning("nginx front: not beside the state (%s): in %s", exc, tempfile.gettempdir())
         return tempfile.mkdtemp(prefix="zone-front-")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _child_env(metrics_dir: str) -> dict:
